@@ -1,0 +1,57 @@
+"""The `lorakit` command. Sub-command groups live one per module in this package; this
+module only wires them together and turns typed errors into one message + exit code.
+Nothing heavy (torch, PIL, matplotlib, numpy) may be imported at module level here or in
+any module this one imports: `lorakit --help` must stay instant."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from lorakit import __version__
+from lorakit.cli import dataset as dataset_cmd
+from lorakit.cli import presets as presets_cmd
+from lorakit.cli import train as train_cmd
+from lorakit.cli._console import err_console
+from lorakit.errors import LorakitError
+
+app = typer.Typer(
+    name="lorakit",
+    help="From a folder of images to a trained SDXL / SD 3.5 LoRA, with kohya-ss sd-scripts.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(presets_cmd.app, name="presets")
+app.add_typer(dataset_cmd.app, name="dataset")
+train_cmd.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"lorakit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """lorakit: presets, dataset preparation, VRAM check and a monitored sd-scripts run."""
+
+
+def run_guarded(fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; a LorakitError becomes one message on stderr and its exit code."""
+    try:
+        return fn()
+    except LorakitError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.render()}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+def main() -> None:
+    run_guarded(app)

@@ -1,0 +1,237 @@
+"""Loading a TrainSpec from layers: preset chain (``extends:``) → user YAML → ``--set``.
+
+Every key remembers the layer that set it last, so an error can name the YAML file (or the
+``--set`` argument) and the dotted path. All problems are reported together.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from lorakit.config import presets as preset_store
+from lorakit.config.schema import TrainSpec
+from lorakit.errors import ConfigError
+
+META_KEYS = ("extends",)
+
+
+@dataclass
+class Layer:
+    label: str  # file path or "--set a.b=c", shown in errors
+    data: dict[str, Any]
+
+
+@dataclass
+class LoadedSpec:
+    spec: TrainSpec
+    layers: list[Layer]
+    origin: dict[str, str] = field(default_factory=dict)  # dotted path -> layer label
+    preset: str | None = None
+
+    def base_dict(self) -> dict[str, Any]:
+        """The merged data of the preset chain alone (what the user's layers changed)."""
+        merged = merge_layers([layer for layer in self.layers if layer.label.startswith("preset:")])[0]
+        merged.pop("extends", None)
+        return merged
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"], fix="check the path given to --config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read ({exc})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}:{where}: not valid YAML: {problem}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: expected a mapping of keys at the top, found {type(data).__name__}"])
+    return data
+
+
+def _layers_for_file(path: Path, label: str, seen: tuple[str, ...] = ()) -> list[Layer]:
+    """A file's layers: what it ``extends`` (recursively) and then itself."""
+    if label in seen:
+        chain = " → ".join([*seen, label])
+        raise ConfigError([f"{label}: `extends` loops back on itself ({chain})"])
+    data = read_yaml(path)
+    parent = data.pop("extends", None)
+    layers: list[Layer] = []
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ConfigError([f"{label}: extends: expected a preset name or a file path"])
+        layers = _resolve_extends(parent, path.parent, (*seen, label))
+    layers.append(Layer(label, data))
+    return layers
+
+
+def _resolve_extends(ref: str, base_dir: Path, seen: tuple[str, ...]) -> list[Layer]:
+    as_file = (base_dir / ref).expanduser()
+    if ref.endswith((".yaml", ".yml")) and as_file.is_file():
+        return _layers_for_file(as_file, str(as_file), seen)
+    return preset_layers(ref, seen)
+
+
+def preset_layers(name: str, seen: tuple[str, ...] = ()) -> list[Layer]:
+    path = preset_store.preset_path(name)
+    return _layers_for_file(path, f"preset:{name}", seen)
+
+
+def parse_override(text: str) -> tuple[list[str], Any, bool]:
+    """``a.b=value`` → (["a","b"], value, False); ``~a.b`` → (["a","b"], None, True)."""
+    if text.startswith("~"):
+        key = text[1:]
+        if not key:
+            raise ConfigError([f"--set {text}: expected ~key.path"])
+        return key.split("."), None, True
+    if "=" not in text:
+        raise ConfigError([f"--set {text}: expected key.path=value"], fix="for example --set training.batch_size=2")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError([f"--set {text}: the key before '=' is empty or has an empty part"])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value, False
+
+
+def override_layer(text: str) -> Layer:
+    path, value, delete = parse_override(text)
+    data: dict[str, Any] = {}
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = _Delete() if delete else value
+    return Layer(f"--set {text}", data)
+
+
+class _Delete:
+    """Marker: remove the key (``~key`` override)."""
+
+    def __repr__(self) -> str:
+        return "<delete>"
+
+
+def merge_layers(layers: list[Layer]) -> tuple[dict[str, Any], dict[str, str]]:
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+
+    def walk(dst: dict[str, Any], src: Mapping[str, Any], prefix: str, label: str) -> None:
+        for key, value in src.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, _Delete):
+                dst.pop(key, None)
+                origin[dotted] = label
+            elif isinstance(value, Mapping) and isinstance(dst.get(key), dict):
+                walk(dst[key], value, dotted + ".", label)
+            elif isinstance(value, Mapping):
+                dst[key] = {}
+                origin[dotted] = label
+                walk(dst[key], value, dotted + ".", label)
+            else:
+                dst[key] = value
+                origin[dotted] = label
+
+    for layer in layers:
+        walk(merged, layer.data, "", layer.label)
+    return merged, origin
+
+
+def where(origin: dict[str, str], dotted: str) -> str:
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        label = origin.get(".".join(parts[:i]))
+        if label:
+            return label
+    return "defaults"
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that holds the field at ``loc`` (None if not a model)."""
+    model: type[BaseModel] = TrainSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part) or next((f for f in model.model_fields.values() if f.alias == part), None)
+        if info is None:
+            return None
+        ann = info.annotation
+        inner = getattr(ann, "__args__", None)
+        candidates = [ann, *(inner or ())]
+        sub = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if sub is None:
+            return None
+        model = sub
+    return model
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _describe(err: Any, origin: dict[str, str]) -> str:
+    loc = tuple(err["loc"])
+    dotted = ".".join(str(p) for p in loc)
+    source = where(origin, dotted)
+    if err["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        names = _field_names(parent) if parent else []
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+        hint = f" — did you mean `{'.'.join([*map(str, loc[:-1]), close[0]])}`?" if close else ""
+        allowed = f" Known keys here: {', '.join(names)}." if names and not close else ""
+        return f"{source}: `{dotted}` is not a known setting{hint}{allowed}"
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    msg = err["msg"]
+    if err["type"] == "literal_error":
+        msg = msg.replace("Input should be", "must be one of:")
+    return f"{source}: `{dotted}`: {msg}{shown}"
+
+
+def validate(data: dict[str, Any], origin: dict[str, str]) -> TrainSpec:
+    try:
+        return TrainSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(e, origin) for e in exc.errors()]
+        # A union (int | [w, h]) reports once per member; keep each message once.
+        problems = list(dict.fromkeys(problems))
+        raise ConfigError(problems, fix="correct the keys named above (lorakit presets show NAME lists them)") from None
+
+
+def load_spec(
+    preset: str | None = None,
+    config: Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> LoadedSpec:
+    """Preset chain, then the user's file (which may itself ``extends:`` a preset), then --set."""
+    layers: list[Layer] = []
+    if preset:
+        layers += preset_layers(preset)
+    if config is not None:
+        # the file may extend a preset of its own: that chain comes after --preset
+        layers += _layers_for_file(config, str(config))
+    layers += [override_layer(text) for text in overrides]
+    merged, origin = merge_layers(layers)
+    for key in META_KEYS:
+        merged.pop(key, None)
+    spec = validate(merged, origin)
+    preset_name = preset or next(
+        (layer.label.removeprefix("preset:") for layer in layers if layer.label.startswith("preset:")), None
+    )
+    return LoadedSpec(spec=spec, layers=layers, origin=origin, preset=preset_name)

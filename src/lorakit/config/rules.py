@@ -1,0 +1,210 @@
+"""Cross-field rules, checked before launch. Each rule is a small named function that
+returns problems; ``check_*`` problems are errors, ``hint_*`` problems are warnings.
+All are collected, so a user sees every problem of a config at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from lorakit.config.schema import ADAPTIVE_OPTIMIZERS, LYCORIS_KINDS, TrainSpec
+
+
+@dataclass(frozen=True)
+class Problem:
+    level: Literal["error", "warning"]
+    path: str  # dotted YAML path the problem is about
+    message: str
+    fix: str = ""
+
+    def render(self, where: str | None = None) -> str:
+        head = f"{where}: " if where else ""
+        fix = f" Fix: {self.fix}" if self.fix else ""
+        return f"{head}`{self.path}`: {self.message}.{fix}"
+
+
+Rule = Callable[[TrainSpec], list[Problem]]
+
+
+def _err(path: str, message: str, fix: str = "") -> list[Problem]:
+    return [Problem("error", path, message, fix)]
+
+
+def _warn(path: str, message: str, fix: str = "") -> list[Problem]:
+    return [Problem("warning", path, message, fix)]
+
+
+def check_te_cache_needs_unet_only(s: TrainSpec) -> list[Problem]:
+    t = s.training
+    if t.cache_text_encoder_outputs and not t.unet_only:
+        return _err(
+            "training.cache_text_encoder_outputs",
+            "cached text-encoder outputs cannot train the text encoders",
+            "set training.unet_only: true, or training.cache_text_encoder_outputs: false",
+        )
+    return []
+
+
+def check_te_cache_forbids_shuffle(s: TrainSpec) -> list[Problem]:
+    t = s.training
+    if t.cache_text_encoder_outputs and t.shuffle_caption:
+        return _err(
+            "training.shuffle_caption",
+            "captions are encoded once when text-encoder outputs are cached, so they cannot be shuffled",
+            "set training.shuffle_caption: false, or training.cache_text_encoder_outputs: false",
+        )
+    return []
+
+
+def check_sdxl_fp16_vae(s: TrainSpec) -> list[Problem]:
+    t = s.training
+    if s.model.family == "sdxl" and t.precision == "fp16" and not t.no_half_vae:
+        return _err(
+            "training.no_half_vae",
+            "the SDXL VAE overflows in fp16 (black or NaN latents)",
+            "set training.no_half_vae: true, or use training.precision: bf16",
+        )
+    return []
+
+
+def check_sd3_encoders(s: TrainSpec) -> list[Problem]:
+    m = s.model
+    if not s.is_sd3:
+        return []
+    given = {name: getattr(m, name) for name in ("clip_l", "clip_g", "t5xxl")}
+    missing = [name for name, value in given.items() if value is None]
+    if missing and (m.checkpoint is not None or len(missing) < 3):
+        return _err(
+            f"model.{missing[0]}",
+            f"SD 3.5 needs all three text encoders; missing: {', '.join('model.' + n for n in missing)}",
+            "set model.clip_l, model.clip_g and model.t5xxl to the encoder .safetensors files",
+        )
+    return []
+
+
+def check_resolution_multiple_of_64(s: TrainSpec) -> list[Problem]:
+    w, h = s.training.size
+    if w % 64 or h % 64:
+        return _err(
+            "training.resolution",
+            f"{w}x{h} is not a multiple of 64",
+            f"use {round(w / 64) * 64 or 64}x{round(h / 64) * 64 or 64}",
+        )
+    return []
+
+
+def check_epochs_or_steps(s: TrainSpec) -> list[Problem]:
+    t = s.training
+    if t.epochs is not None and t.max_steps is not None:
+        return _err(
+            "training.max_steps",
+            "both training.epochs and training.max_steps are set; only one can decide the length",
+            "remove one, e.g. --set ~training.epochs",
+        )
+    if t.epochs is None and t.max_steps is None:
+        return _err("training.epochs", "neither training.epochs nor training.max_steps is set", "set one")
+    return []
+
+
+def check_full_bf16_precision(s: TrainSpec) -> list[Problem]:
+    t = s.training
+    if t.full_bf16 and t.precision != "bf16":
+        return _err("training.full_bf16", "full_bf16 needs training.precision: bf16", "set precision to bf16")
+    return []
+
+
+def check_blocks_to_swap_family(s: TrainSpec) -> list[Problem]:
+    if s.training.blocks_to_swap and not s.is_sd3:
+        return _err(
+            "training.blocks_to_swap",
+            "block swapping is only available for SD 3.5 in sd-scripts",
+            "remove training.blocks_to_swap; for SDXL use gradient_checkpointing or fp8_base",
+        )
+    return []
+
+
+def check_bucket_range(s: TrainSpec) -> list[Problem]:
+    t = s.training
+    if t.enable_bucket and t.min_bucket_reso > t.max_bucket_reso:
+        return _err("training.min_bucket_reso", "is larger than training.max_bucket_reso", "swap them")
+    return []
+
+
+def check_sampling_schedule(s: TrainSpec) -> list[Problem]:
+    sm = s.sampling
+    if sm.prompts and sm.every_n_epochs is None and sm.every_n_steps is None:
+        return _err(
+            "sampling.every_n_epochs",
+            "sample prompts are given but no schedule",
+            "set sampling.every_n_epochs (or every_n_steps)",
+        )
+    return []
+
+
+def hint_adaptive_optimizer(s: TrainSpec) -> list[Problem]:
+    o, n = s.optimizer, s.network
+    out: list[Problem] = []
+    if o.name in ADAPTIVE_OPTIMIZERS:
+        for key, value in (("lr", o.lr), ("unet_lr", o.unet_lr), ("text_encoder_lr", o.text_encoder_lr)):
+            if value is not None and value != 1.0 and not (key == "text_encoder_lr" and value == 0):
+                out += _warn(
+                    f"optimizer.{key}",
+                    f"{o.name} finds the step size itself and expects an LR of 1 (got {value:g})",
+                    f"set optimizer.{key}: 1",
+                )
+        if n.alpha != 1:
+            out += _warn(
+                "network.alpha",
+                f"{o.name} with alpha {n.alpha:g} scales its steps by alpha/dim; adaptive optimizers want alpha 1",
+                "set network.alpha: 1",
+            )
+    return out
+
+
+def hint_lycoris_package(s: TrainSpec) -> list[Problem]:
+    if s.network.kind in LYCORIS_KINDS:
+        return _warn(
+            "network.kind",
+            f"{s.network.kind} is a LyCORIS algorithm: the trainer environment needs the `lycoris-lora` package",
+            "pip install lycoris-lora in the sd-scripts environment (lorakit doctor checks it)",
+        )
+    return []
+
+
+def hint_text_encoder_lr_unused(s: TrainSpec) -> list[Problem]:
+    if s.training.unet_only and s.optimizer.text_encoder_lr:
+        return _warn(
+            "optimizer.text_encoder_lr",
+            "is ignored because training.unet_only is true",
+            "remove it, or set training.unet_only: false",
+        )
+    return []
+
+
+def hint_conv_dim_sd3(s: TrainSpec) -> list[Problem]:
+    if s.is_sd3 and s.network.kind == "lora" and s.network.conv_dim:
+        return _warn("network.conv_dim", "SD 3.5's MMDiT has no conv layers to adapt; it is ignored")
+    return []
+
+
+RULES: tuple[Rule, ...] = (
+    check_te_cache_needs_unet_only,
+    check_te_cache_forbids_shuffle,
+    check_sdxl_fp16_vae,
+    check_sd3_encoders,
+    check_resolution_multiple_of_64,
+    check_epochs_or_steps,
+    check_full_bf16_precision,
+    check_blocks_to_swap_family,
+    check_bucket_range,
+    check_sampling_schedule,
+    hint_adaptive_optimizer,
+    hint_lycoris_package,
+    hint_text_encoder_lr_unused,
+    hint_conv_dim_sd3,
+)
+
+
+def check(spec: TrainSpec) -> list[Problem]:
+    return [p for rule in RULES for p in rule(spec)]

@@ -1,0 +1,221 @@
+"""The training spec: one pydantic model composed of small topic models.
+
+Keys read like the community's words (``network.dim``, ``optimizer.name: prodigy``); the
+mapping to sd-scripts flags lives in ``lorakit.kohya``. Every model forbids unknown keys:
+a typo must never train silently with a default. Cross-field rules live in
+``lorakit.config.rules`` so they can report every problem at once with its YAML path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Family = Literal["sdxl", "sd3.5-medium", "sd3.5-large"]
+NetworkKind = Literal["lora", "locon", "loha", "lokr", "dylora", "ia3", "glora", "diag-oft"]
+OptimizerName = Literal[
+    "adamw",
+    "adamw8bit",
+    "paged-adamw8bit",
+    "adafactor",
+    "prodigy",
+    "dadaptadam",
+    "lion",
+    "lion8bit",
+    "sgd",
+]
+Scheduler = Literal[
+    "constant",
+    "constant_with_warmup",
+    "cosine",
+    "cosine_with_restarts",
+    "linear",
+    "polynomial",
+    "adafactor",
+]
+Precision = Literal["fp16", "bf16", "fp32"]
+SavePrecision = Literal["fp16", "bf16", "float"]
+Attention = Literal["sdpa", "xformers", "none"]
+
+LYCORIS_KINDS: frozenset[str] = frozenset({"locon", "loha", "lokr", "dylora", "ia3", "glora", "diag-oft"})
+ADAPTIVE_OPTIMIZERS: frozenset[str] = frozenset({"prodigy", "dadaptadam"})
+SD3_FAMILIES: frozenset[str] = frozenset({"sd3.5-medium", "sd3.5-large"})
+
+ArgValue = str | int | float | bool
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors, values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSection(Strict):
+    family: Family = Field("sdxl", description="Base model family: sdxl, sd3.5-medium or sd3.5-large.")
+    checkpoint: Path | None = Field(None, description="Base model file (.safetensors single-file checkpoint).")
+    vae: Path | None = Field(None, description="Optional separate VAE file.")
+    clip_l: Path | None = Field(None, description="SD 3.5: CLIP-L text encoder file.")
+    clip_g: Path | None = Field(None, description="SD 3.5: CLIP-G text encoder file.")
+    t5xxl: Path | None = Field(None, description="SD 3.5: T5-XXL text encoder file.")
+    tokenizer_cache_dir: Path | None = Field(
+        None, description="Folder with tokenizers for offline use (sd-scripts --tokenizer_cache_dir)."
+    )
+
+
+class NetworkSection(Strict):
+    kind: NetworkKind = Field("lora", description="lora, or a LyCORIS algorithm (locon, loha, lokr, ...).")
+    dim: PositiveInt = Field(32, description="Rank (network_dim).")
+    alpha: Annotated[float, Field(gt=0)] = Field(16, description="network_alpha; alpha/dim scales the LR.")
+    conv_dim: PositiveInt | None = Field(None, description="Conv-layer rank (LoCon/LoHa/LoKr, or LoRA conv).")
+    conv_alpha: Annotated[float, Field(gt=0)] | None = Field(None, description="Conv-layer alpha.")
+    dropout: Annotated[float, Field(ge=0, lt=1)] | None = Field(None, description="network_dropout.")
+    args: dict[str, ArgValue] = Field(default_factory=dict, description="Extra network_args (key: value).")
+
+
+class OptimizerSection(Strict):
+    name: OptimizerName = Field("adamw8bit", description="Optimizer.")
+    lr: Annotated[float, Field(gt=0)] = Field(1e-4, description="learning_rate.")
+    unet_lr: Annotated[float, Field(gt=0)] | None = Field(None, description="U-Net / MMDiT LR (default: lr).")
+    text_encoder_lr: Annotated[float, Field(ge=0)] | None = Field(None, description="Text-encoder LR.")
+    args: dict[str, ArgValue] = Field(default_factory=dict, description="optimizer_args (key: value).")
+    scheduler: Scheduler = Field("constant", description="lr_scheduler.")
+    cycles: PositiveInt | None = Field(None, description="lr_scheduler_num_cycles (cosine_with_restarts).")
+    warmup_steps: NonNegInt = Field(0, description="lr_warmup_steps.")
+    max_grad_norm: Annotated[float, Field(ge=0)] | None = Field(None, description="Gradient clipping.")
+
+
+class TrainingSection(Strict):
+    resolution: PositiveInt | tuple[PositiveInt, PositiveInt] = Field(
+        1024, description="Training resolution: 1024 or [width, height]; multiples of 64."
+    )
+    batch_size: PositiveInt = Field(1, description="train_batch_size.")
+    epochs: PositiveInt | None = Field(10, description="max_train_epochs (or set max_steps).")
+    max_steps: PositiveInt | None = Field(None, description="max_train_steps (instead of epochs).")
+    precision: Precision = Field("bf16", description="mixed_precision: fp16, bf16 or fp32.")
+    full_bf16: bool = Field(False, description="Keep the whole network in bf16 (saves memory).")
+    fp8_base: bool = Field(False, description="Load the frozen base model in fp8 (saves memory).")
+    gradient_checkpointing: bool = Field(False, description="Trade speed for memory.")
+    attention: Attention = Field("sdpa", description="sdpa (PyTorch), xformers or none.")
+    cache_latents: bool = Field(True, description="Encode images once (disables colour/crop augmentation).")
+    cache_latents_to_disk: bool = Field(False, description="Keep cached latents in .npz files.")
+    cache_text_encoder_outputs: bool = Field(False, description="Encode captions once (needs unet_only).")
+    unet_only: bool = Field(False, description="network_train_unet_only: leave the text encoders alone.")
+    no_half_vae: bool = Field(False, description="Run the SDXL VAE in fp32 (needed with fp16).")
+    min_snr_gamma: Annotated[float, Field(gt=0)] | None = Field(None, description="Min-SNR weighting (5).")
+    noise_offset: Annotated[float, Field(ge=0)] | None = Field(None, description="noise_offset.")
+    debiased_estimation: bool = Field(False, description="debiased_estimation_loss.")
+    scale_weight_norms: Annotated[float, Field(gt=0)] | None = Field(None, description="Max-norm reg.")
+    flip_aug: bool = Field(False, description="Random horizontal flip (not for asymmetric subjects).")
+    shuffle_caption: bool = Field(False, description="Shuffle caption tags (keep_tokens stay first).")
+    keep_tokens: NonNegInt = Field(1, description="Leading tags never shuffled (the trigger).")
+    clip_skip: PositiveInt | None = Field(None, description="clip_skip (SD 1.x habit; rarely for SDXL).")
+    seed: int = Field(42, description="Random seed.")
+    enable_bucket: bool = Field(True, description="Aspect-ratio buckets.")
+    min_bucket_reso: PositiveInt = Field(256, description="Smallest bucket side.")
+    max_bucket_reso: PositiveInt = Field(2048, description="Largest bucket side.")
+    bucket_reso_steps: PositiveInt = Field(64, description="Bucket side step.")
+    blocks_to_swap: NonNegInt | None = Field(None, description="SD 3.5: blocks swapped to CPU.")
+    dataloader_workers: NonNegInt = Field(2, description="max_data_loader_n_workers.")
+    gpus: list[NonNegInt] | None = Field(None, description="GPU ids to use (default: the first).")
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _resolution_list(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return tuple(v)
+        if isinstance(v, str) and "," in v:
+            return tuple(int(p) for p in v.split(","))
+        return v
+
+    @property
+    def size(self) -> tuple[int, int]:
+        r = self.resolution
+        return (r, r) if isinstance(r, int) else r
+
+
+class SavingSection(Strict):
+    every_n_epochs: PositiveInt | None = Field(1, description="Save a checkpoint every N epochs.")
+    every_n_steps: PositiveInt | None = Field(None, description="Save a checkpoint every N steps.")
+    precision: SavePrecision = Field("fp16", description="save_precision of the LoRA file.")
+    save_state: bool = Field(False, description="Also save the optimizer state (needed to resume).")
+    keep_last: PositiveInt | None = Field(None, description="save_last_n_epochs: keep only the last N.")
+
+
+class SamplingSection(Strict):
+    prompts: list[str] = Field(default_factory=list, description="Sample prompts (empty: no samples).")
+    every_n_epochs: PositiveInt | None = Field(None, description="Sample every N epochs.")
+    every_n_steps: PositiveInt | None = Field(None, description="Sample every N steps.")
+    sampler: str = Field("euler_a", description="sample_sampler.")
+    steps: PositiveInt = Field(20, description="Sampling steps per image.")
+
+
+class Concept(Strict):
+    folder: Path = Field(description="Folder of images (+ captions) for this concept.")
+    trigger: str | None = Field(None, description="Trigger token of this concept.")
+    class_word: str | None = Field(None, alias="class", description="Class word (person, style, ...).")
+    repeats: PositiveInt | None = Field(None, description="num_repeats (default: dataset.repeats).")
+    flip_aug: bool | None = Field(None, description="Per-concept flip augmentation.")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+
+class DatasetSection(Strict):
+    folder: Path | None = Field(None, description="Dataset folder (kohya layout or flat). --data sets it.")
+    trigger: str | None = Field(None, description="Trigger token (first caption tag).")
+    class_word: str | None = Field(None, alias="class", description="Class word, e.g. 'style' or 'woman'.")
+    repeats: PositiveInt = Field(10, description="num_repeats for a flat folder.")
+    caption_extension: str = Field(".txt", description="Caption file extension (always passed explicitly).")
+    concepts: list[Concept] = Field(default_factory=list, description="Explicit concepts (multi-concept).")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+    @field_validator("caption_extension")
+    @classmethod
+    def _dot(cls, v: str) -> str:
+        return v if v.startswith(".") else "." + v
+
+
+class OutputSection(Strict):
+    name: str = Field("lora", description="Output LoRA name (file stem).")
+    folder: Path = Field(Path("runs"), description="Where run folders are created.")
+    lora_folders: list[Path] = Field(
+        default_factory=list, description="Extra folders the final LoRA is copied to (ComfyUI models/loras)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        bad = set(v) & set('/\\:*?"<>|')
+        if not v or bad:
+            raise ValueError(f"must be a plain file name without {''.join(sorted(bad)) or 'being empty'}")
+        return v
+
+
+class ComfyUISection(Strict):
+    url: str = Field("http://127.0.0.1:8188", description="ComfyUI server to free before training.")
+    free_before_train: bool = Field(True, description="Ask ComfyUI to unload models before training.")
+    allow_remote: bool = Field(False, description="Allow a non-loopback ComfyUI URL.")
+
+
+class TrainSpec(Strict):
+    """The whole, validated training configuration."""
+
+    description: str = Field("", description="What this preset/config is for.")
+    source: str = Field("", description="Where its values come from.")
+    model: ModelSection = Field(default_factory=lambda: ModelSection())
+    network: NetworkSection = Field(default_factory=lambda: NetworkSection())
+    optimizer: OptimizerSection = Field(default_factory=lambda: OptimizerSection())
+    training: TrainingSection = Field(default_factory=lambda: TrainingSection())
+    saving: SavingSection = Field(default_factory=lambda: SavingSection())
+    sampling: SamplingSection = Field(default_factory=lambda: SamplingSection())
+    dataset: DatasetSection = Field(default_factory=lambda: DatasetSection())
+    output: OutputSection = Field(default_factory=lambda: OutputSection())
+    comfyui: ComfyUISection = Field(default_factory=lambda: ComfyUISection())
+
+    @property
+    def is_sd3(self) -> bool:
+        return self.model.family in SD3_FAMILIES

@@ -1,0 +1,165 @@
+"""DatasetPlan: what sd-scripts will see in a dataset folder, and the steps math.
+
+A dataset folder is one of:
+- the kohya layout: sub-folders named ``<repeats>_<trigger> [class]`` (one per concept);
+- a flat folder of images (+ captions): one concept, repeats/trigger/class from the config;
+- explicit ``dataset.concepts`` in the config.
+Reading the folder is the only I/O here; nothing is written.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lorakit.config.schema import DatasetSection
+from lorakit.errors import DatasetError
+
+# What sd-scripts' image glob picks up (library/train_util.py IMAGE_EXTENSIONS, lower case).
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".avif", ".jxl")
+KOHYA_DIR = re.compile(r"^(?P<repeats>\d+)_(?P<tokens>.+)$")
+
+
+@dataclass(frozen=True)
+class ConceptPlan:
+    folder: Path
+    images: int
+    captioned: int
+    repeats: int
+    class_tokens: str  # "trigger class" as sd-scripts' class_tokens
+    flip_aug: bool | None = None
+
+    @property
+    def visits_per_epoch(self) -> int:
+        return self.images * self.repeats
+
+
+@dataclass(frozen=True)
+class StepsMath:
+    images_x_repeats: int  # per epoch, all concepts
+    batch_size: int
+    batches_per_epoch: int
+    epochs: int
+    total_steps: int
+    max_steps: int | None = None
+
+    def formula(self) -> str:
+        if self.max_steps is not None:
+            return (
+                f"{self.images_x_repeats} images×repeats ÷ batch {self.batch_size} = "
+                f"{self.batches_per_epoch} steps/epoch; max_steps {self.max_steps} "
+                f"→ {self.epochs} epoch(s)"
+            )
+        return (
+            f"{self.images_x_repeats} images×repeats × {self.epochs} epochs ÷ batch {self.batch_size} "
+            f"= {self.total_steps} steps"
+        )
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    root: Path
+    layout: str  # "kohya" | "flat" | "concepts"
+    concepts: tuple[ConceptPlan, ...]
+    caption_extension: str
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def images(self) -> int:
+        return sum(c.images for c in self.concepts)
+
+    @property
+    def visits_per_epoch(self) -> int:
+        return sum(c.visits_per_epoch for c in self.concepts)
+
+    def steps(self, batch_size: int, epochs: int | None, max_steps: int | None) -> StepsMath:
+        per_epoch = self.visits_per_epoch
+        batches = math.ceil(per_epoch / batch_size)
+        if max_steps is not None:
+            return StepsMath(per_epoch, batch_size, batches, math.ceil(max_steps / batches), max_steps, max_steps)
+        assert epochs is not None  # the config rules guarantee one of the two
+        return StepsMath(per_epoch, batch_size, batches, epochs, batches * epochs)
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _concept(folder: Path, repeats: int, tokens: str, caption_ext: str, flip: bool | None = None) -> ConceptPlan:
+    images = list_images(folder)
+    captioned = sum(1 for p in images if p.with_suffix(caption_ext).is_file())
+    return ConceptPlan(folder, len(images), captioned, repeats, tokens, flip)
+
+
+def _tokens(trigger: str | None, class_word: str | None) -> str:
+    return " ".join(t for t in (trigger, class_word) if t)
+
+
+def scan_dataset(cfg: DatasetSection, folder: Path | None = None) -> DatasetPlan:
+    """Scan the dataset the config points at (``folder`` overrides ``cfg.folder``)."""
+    ext = cfg.caption_extension
+    if cfg.concepts:
+        concepts = []
+        for i, c in enumerate(cfg.concepts):
+            if not c.folder.is_dir():
+                raise DatasetError(
+                    f"dataset.concepts[{i}].folder: {c.folder} is not a folder",
+                    fix="point it at a folder of images",
+                )
+            tokens = _tokens(c.trigger or cfg.trigger, c.class_word or cfg.class_word)
+            concepts.append(_concept(c.folder, c.repeats or cfg.repeats, tokens, ext, c.flip_aug))
+        root = folder or cfg.folder or Path(".")
+        return _finish(DatasetPlan(root, "concepts", tuple(concepts), ext))
+
+    given = folder or cfg.folder
+    if given is None:
+        raise DatasetError(
+            "no dataset given",
+            fix="pass --data DIR (a folder of images with .txt captions, or a kohya folder of N_trigger class/)",
+        )
+    root = given
+    if not root.exists():
+        raise DatasetError(f"dataset folder {root} does not exist", fix="check the path passed to --data")
+    if not root.is_dir():
+        raise DatasetError(f"dataset path {root} is a file, not a folder", fix="pass the folder that holds it")
+
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir())
+    kohya = [(d, KOHYA_DIR.match(d.name)) for d in subdirs]
+    matched = [(d, m) for d, m in kohya if m]
+    if matched:
+        concepts = [_concept(d, int(m["repeats"]), m["tokens"].strip(), ext) for d, m in matched]
+        if any(c.repeats == 0 for c in concepts):
+            zero = next(c.folder.name for c in concepts if c.repeats == 0)
+            raise DatasetError(f"{root / zero}: repeats 0 in the folder name", fix="rename it to 1_... or more")
+        others = [d.name for d, m in kohya if not m]
+        warnings = (
+            (f"sub-folders not in the N_trigger class form are ignored by sd-scripts: {', '.join(others)}",)
+            if others
+            else ()
+        )
+        return _finish(DatasetPlan(root, "kohya", tuple(concepts), ext, warnings))
+
+    concept = _concept(root, cfg.repeats, _tokens(cfg.trigger, cfg.class_word), ext)
+    return _finish(DatasetPlan(root, "flat", (concept,), ext))
+
+
+def _finish(plan: DatasetPlan) -> DatasetPlan:
+    empty = [c for c in plan.concepts if c.images == 0]
+    if len(empty) == len(plan.concepts):
+        raise DatasetError(
+            f"no images found in {plan.root} (looked for {', '.join(IMAGE_EXTENSIONS)})",
+            fix="put images in the folder, or run lorakit dataset prepare RAW_DIR first",
+        )
+    warnings = list(plan.warnings)
+    for c in empty:
+        warnings.append(f"{c.folder}: no images; this concept adds nothing")
+    for c in plan.concepts:
+        missing = c.images - c.captioned
+        if c.images and missing:
+            warnings.append(
+                f"{c.folder}: {missing} of {c.images} images have no {plan.caption_extension} caption "
+                f"(sd-scripts uses the class tokens '{c.class_tokens}' for them)"
+            )
+    return DatasetPlan(plan.root, plan.layout, plan.concepts, plan.caption_extension, tuple(warnings))

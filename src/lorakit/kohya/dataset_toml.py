@@ -1,0 +1,64 @@
+"""The sd-scripts ``--dataset_config`` TOML, written from the spec and the DatasetPlan.
+
+Layout follows sd-scripts' config_util: ``[general]`` (subset keys every subset inherits),
+``[[datasets]]`` (resolution, batch size, buckets), ``[[datasets.subsets]]`` (one per
+concept: image_dir, num_repeats, class_tokens). The caption extension is always written:
+sd-scripts' default is ``.caption``, which silently ignores ``.txt`` captions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from lorakit.config.schema import TrainSpec
+from lorakit.dataset.plan import DatasetPlan
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    return json.dumps(str(v), ensure_ascii=False)  # a TOML basic string
+
+
+def _table(values: Mapping[str, Any], indent: str = "") -> list[str]:
+    return [f"{indent}{k} = {_value(v)}" for k, v in values.items() if v is not None]
+
+
+def dataset_toml(spec: TrainSpec, plan: DatasetPlan) -> str:
+    t = spec.training
+    general = {
+        "caption_extension": plan.caption_extension,
+        "shuffle_caption": t.shuffle_caption,
+        "keep_tokens": t.keep_tokens,
+        "flip_aug": t.flip_aug,
+    }
+    dataset: dict[str, Any] = {
+        "resolution": list(t.size),
+        "batch_size": t.batch_size,
+        "enable_bucket": t.enable_bucket,
+    }
+    if t.enable_bucket:
+        dataset |= {
+            "min_bucket_reso": t.min_bucket_reso,
+            "max_bucket_reso": t.max_bucket_reso,
+            "bucket_reso_steps": t.bucket_reso_steps,
+        }
+    lines = ["# written by lorakit: sd-scripts --dataset_config", "[general]", *_table(general), ""]
+    lines += ["[[datasets]]", *_table(dataset), ""]
+    for c in plan.concepts:
+        if c.images == 0:
+            continue
+        subset = {
+            "image_dir": str(c.folder.resolve()),
+            "num_repeats": c.repeats,
+            "class_tokens": c.class_tokens or None,
+            "flip_aug": c.flip_aug,
+        }
+        lines += ["  [[datasets.subsets]]", *_table(subset, "  "), ""]
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""One path from arguments to a LaunchPlan, shared by `train --dry-run`, `train`, `bench`,
+`queue` and `vram-check`: load + merge the config, check the cross-field rules, scan the
+dataset, locate the trainer, build the plan. Pure apart from reading files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lorakit.config.loader import LoadedSpec, load_spec, where
+from lorakit.config.rules import Problem, check
+from lorakit.config.schema import TrainSpec
+from lorakit.dataset.plan import DatasetPlan, scan_dataset
+from lorakit.errors import ConfigError
+from lorakit.kohya.install import Trainer
+from lorakit.kohya.launch import LaunchPlan, build_launch_plan
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    preset: str | None = None
+    config: Path | None = None
+    overrides: tuple[str, ...] = ()
+    data: Path | None = None
+    strict_paths: bool = True  # a real run: model files must exist
+
+
+@dataclass
+class PlannedRun:
+    loaded: LoadedSpec
+    dataset: DatasetPlan
+    plan: LaunchPlan
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def spec(self) -> TrainSpec:
+        return self.loaded.spec
+
+
+def resolve_spec(req: PlanRequest) -> tuple[LoadedSpec, list[str]]:
+    """Load, merge and check the spec; errors raise ConfigError (all at once), warnings return."""
+    if req.preset is None and req.config is None:
+        raise ConfigError(
+            ["no configuration given"],
+            fix="pass --preset NAME (lorakit presets list) and/or --config FILE.yaml",
+        )
+    overrides = list(req.overrides)
+    if req.data is not None:
+        overrides.insert(0, f"dataset.folder={req.data}")
+    loaded = load_spec(req.preset, req.config, overrides)
+    problems = check(loaded.spec) + model_file_problems(loaded.spec, req.strict_paths)
+    errors = [p.render(where(loaded.origin, p.path)) for p in problems if p.level == "error"]
+    if errors:
+        raise ConfigError(errors, fix="correct the settings named above, in that file or with --set key=value")
+    warnings = [p.render(where(loaded.origin, p.path)) for p in problems if p.level == "warning"]
+    return loaded, warnings
+
+
+def model_file_problems(spec: TrainSpec, strict: bool) -> list[Problem]:
+    """Model files: missing paths are errors for a real run, warnings for a dry run."""
+    level: Literal["error", "warning"] = "error" if strict else "warning"
+    keys = ["checkpoint", *(["clip_l", "clip_g", "t5xxl"] if spec.is_sd3 else []), "vae"]
+    out: list[Problem] = []
+    for key in keys:
+        value = getattr(spec.model, key)
+        if value is None and key != "vae":
+            if key == "checkpoint" or strict:
+                out.append(
+                    Problem(
+                        level,
+                        f"model.{key}",
+                        "is not set" + ("" if strict else f"; the command shows <model.{key}> in its place"),
+                        f"--set model.{key}=/path/to/file.safetensors",
+                    )
+                )
+        elif value is not None and not Path(value).expanduser().is_file():
+            out.append(
+                Problem(
+                    level,
+                    f"model.{key}",
+                    f"file {value} does not exist",
+                    "check the path (an absolute path is safest)",
+                )
+            )
+    return out
+
+
+def plan_run(req: PlanRequest, trainer: Trainer, run_dir: Path) -> PlannedRun:
+    loaded, warnings = resolve_spec(req)
+    dataset = scan_dataset(loaded.spec.dataset)
+    plan = build_launch_plan(loaded.spec, dataset, trainer, run_dir)
+    return PlannedRun(loaded, dataset, plan, warnings + plan.warnings)
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out |= flatten(v, f"{prefix}{k}.")
+        return out or ({prefix[:-1]: {}} if prefix else {})
+    return {prefix[:-1]: data}
+
+
+def spec_dump(spec: TrainSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json", by_alias=True)
+
+
+def spec_diff(loaded: LoadedSpec) -> list[tuple[str, Any, Any]]:
+    """(dotted key, preset value, final value) for every key the user's layers changed."""
+    try:
+        base = TrainSpec.model_validate(loaded.base_dict())
+    except Exception:  # the preset alone is always valid; be safe for config-only runs
+        base = TrainSpec()
+    before, after = flatten(spec_dump(base)), flatten(spec_dump(loaded.spec))
+    return [
+        (k, before.get(k), after[k]) for k in after if before.get(k) != after[k] and k not in ("description", "source")
+    ]
