@@ -1,0 +1,165 @@
+"""The run folder: ``<output.folder>/<name>-<YYYYmmdd-HHMMSS>/``.
+
+It holds ``spec.yaml``, ``command.txt``, ``dataset.toml`` (and ``sample_prompts.txt``),
+``train.log`` (raw trainer output), ``events.jsonl`` (typed events), ``state.json`` (the run's
+current status, rewritten as it goes) and the LoRA files sd-scripts writes (``--output_dir``
+points here). Every file except the two append-only logs is written atomically: temp file in
+the same folder, then rename, so a crash never leaves half a ``spec.yaml`` or ``state.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lorakit.errors import ConfigError
+from lorakit.run.events import EVENTS_FILE
+
+SPEC_FILE = "spec.yaml"
+COMMAND_FILE = "command.txt"
+STATE_FILE = "state.json"
+LOG_FILE = "train.log"
+STAMP_FORMAT = "%Y%m%d-%H%M%S"
+_STAMP_RE = re.compile(r"-(\d{8}-\d{6})(?:-\d+)?$")
+
+# state.json "status" values; the last three are final
+STATUSES = ("planned", "running", "done", "failed", "interrupted")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def run_dir_path(base: Path, name: str, now: datetime | None = None) -> Path:
+    """The folder a new run named ``name`` gets under ``base`` (not created; a taken name
+    gets ``-2``, ``-3`` ... so two runs started in the same second never share a folder)."""
+    stamp = (now or datetime.now()).strftime(STAMP_FORMAT)
+    candidate = base / f"{name}-{stamp}"
+    n = 2
+    while candidate.exists():
+        candidate = base / f"{name}-{stamp}-{n}"
+        n += 1
+    return candidate
+
+
+def create_run_dir(path: Path) -> Path:
+    """Create the (new, empty) run folder; refuse to reuse an existing one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir()
+    return path
+
+
+def write_files(run_dir: Path, files: dict[str, str]) -> None:
+    """Write the run's files (name → text) atomically."""
+    for name, text in files.items():
+        atomic_write_text(run_dir / name, text)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What ``lorakit runs list`` shows of one run folder."""
+
+    path: Path
+    state: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def status(self) -> str:
+        return str(self.state.get("status", "unknown"))
+
+    @property
+    def started_at(self) -> float | None:
+        value = self.state.get("started_at")
+        return float(value) if isinstance(value, int | float) else None
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    """``state.json`` of a run folder ({} when missing or unreadable)."""
+    try:
+        data = json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_state(run_dir: Path, state: dict[str, Any]) -> None:
+    atomic_write_json(run_dir / STATE_FILE, state)
+
+
+def update_state(run_dir: Path, **changes: Any) -> dict[str, Any]:
+    state = read_state(run_dir) | changes
+    write_state(run_dir, state)
+    return state
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / f).is_file() for f in (STATE_FILE, EVENTS_FILE, COMMAND_FILE))
+
+
+def list_runs(base: Path) -> list[RunInfo]:
+    """Run folders directly under ``base``, oldest first (by the timestamp in the name)."""
+    if not base.is_dir():
+        return []
+    runs = [RunInfo(p, read_state(p)) for p in base.iterdir() if is_run_dir(p)]
+
+    def key(r: RunInfo) -> tuple[str, float, str]:
+        m = _STAMP_RE.search(r.name)
+        return (m.group(1) if m else "", r.started_at or 0.0, r.name)
+
+    return sorted(runs, key=key)
+
+
+def find_run(ref: str, base: Path) -> Path:
+    """A run folder from what the user typed: a path, a folder name under ``base``, a unique
+    prefix of one, or ``last`` / ``latest``."""
+    direct = Path(ref).expanduser()
+    if is_run_dir(direct):
+        return direct
+    runs = list_runs(base)
+    if ref in ("last", "latest"):
+        if runs:
+            return runs[-1].path
+        raise ConfigError([f"no runs in {base}"], fix="start one with `lorakit train`, or pass --runs-dir")
+    exact = [r.path for r in runs if r.name == ref]
+    if exact:
+        return exact[0]
+    matches = [r.path for r in runs if r.name.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        names = ", ".join(p.name for p in matches[-5:])
+        raise ConfigError([f"'{ref}' matches {len(matches)} runs in {base}: {names}"], fix="type more of the name")
+    raise ConfigError(
+        [f"no run '{ref}' (not a run folder, and no run of that name in {base})"],
+        fix="`lorakit runs list` shows the runs; pass the folder path or --runs-dir",
+    )

@@ -1,0 +1,213 @@
+"""Speed and health of a running training: steady-state s/step (warm-up excluded), images/s,
+ETA, and the slow-run watch.
+
+Steady s/step is the median of the per-step intervals seen after the first ``warmup_steps``
+steps (the first steps include CUDA/cuDNN warm-up, and pauses for checkpoints/samples are
+outliers the median ignores), over the last ``window`` steps.
+
+The slow-run watch raises a ``warning`` event (once per kind) when
+
+- ``slow``: steady s/step is more than ``slow_factor`` × what is expected for this GPU and
+  config (``expected_s_per_step``, from the VRAM/speed estimator when it provides one), or,
+  without an expectation, when a run that was steady becomes ``slow_factor`` × slower (the
+  signature of the driver starting to spill VRAM into shared system memory);
+- ``vram_pinned``: GPU memory sits at ≥ 97 % of the card for ``pinned_s`` seconds.
+
+On Windows and WSL2 both usually mean the NVIDIA driver's "sysmem fallback" is moving
+tensors into system RAM over PCIe: 50–100× slower, no error. The fix text says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from lorakit.run.events import Progress, WarningEvent
+
+SPILL_FIX = (
+    "the GPU is out of memory and the driver is spilling into shared system memory (Windows/WSL2 "
+    "'sysmem fallback'): set NVIDIA Control Panel → Manage 3D settings → CUDA - Sysmem Fallback Policy → "
+    "'Prefer No Sysmem Fallback' (then a too-big config fails fast with OOM instead of crawling), and make the "
+    "config fit: `lorakit vram-check`, training.gradient_checkpointing=true, a smaller batch or network.dim, "
+    "training.cache_text_encoder_outputs=true; close other programs using the GPU"
+)
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    used_bytes: int
+    total_bytes: int
+    util_percent: int | None = None
+    name: str | None = None
+
+    @property
+    def used_fraction(self) -> float:
+        return self.used_bytes / self.total_bytes if self.total_bytes else 0.0
+
+
+@dataclass(frozen=True)
+class Speed:
+    step: int
+    total: int
+    steady_s_per_step: float | None
+    images_per_s: float | None
+    eta_s: float | None
+
+
+@dataclass
+class SpeedWatch:
+    batch_size: int = 1
+    warmup_steps: int = 2
+    window: int = 100
+    expected_s_per_step: float | None = None
+    slow_factor: float = 5.0
+    min_steps: int = 5  # steady steps needed before judging
+    pinned_fraction: float = 0.97
+    pinned_s: float = 60.0
+    _points: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=1000))
+    _intervals: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    _baseline: float | None = None
+    _warned: set[str] = field(default_factory=set)
+    _pinned_since: float | None = None
+    step: int = 0
+    total: int = 0
+
+    def __post_init__(self) -> None:
+        self._intervals = deque(maxlen=self.window)
+
+    def add(self, ev: Progress) -> list[WarningEvent]:
+        """Record a progress event (its ``t`` is the time it was seen)."""
+        if self._points and ev.step <= self._points[-1][1]:
+            self._points.clear()  # the counter restarted (resume): start over
+            self._intervals.clear()
+        if self._points and self._points[-1][1] >= self.warmup_steps:
+            t0, s0 = self._points[-1]
+            if ev.step > s0 and ev.t >= t0:
+                self._intervals.append((ev.t - t0) / (ev.step - s0))
+        self._points.append((ev.t, ev.step))
+        self.step, self.total = ev.step, ev.total
+        return self._check_slow(ev.t)
+
+    @property
+    def steady_s_per_step(self) -> float | None:
+        if len(self._intervals) < 1:
+            return None
+        return statistics.median(self._intervals)
+
+    def speed(self) -> Speed:
+        sps = self.steady_s_per_step
+        ips = self.batch_size / sps if sps else None
+        eta = sps * max(0, self.total - self.step) if sps is not None and self.total else None
+        return Speed(self.step, self.total, sps, ips, eta)
+
+    def _check_slow(self, now: float) -> list[WarningEvent]:
+        sps = self.steady_s_per_step
+        if sps is None or len(self._intervals) < self.min_steps or "slow" in self._warned:
+            return []
+        if self.expected_s_per_step:
+            if sps > self.slow_factor * self.expected_s_per_step:
+                return [
+                    self._warn(
+                        "slow",
+                        now,
+                        f"training runs at {sps:.2f} s/step, {sps / self.expected_s_per_step:.0f}× slower than "
+                        f"expected for this GPU and config (~{self.expected_s_per_step:.2f} s/step)",
+                    )
+                ]
+            return []
+        if self._baseline is None:
+            if len(self._intervals) >= self.min_steps:
+                self._baseline = sps
+            return []
+        recent = list(self._intervals)[-self.min_steps :]
+        if statistics.median(recent) > self.slow_factor * self._baseline:
+            r = statistics.median(recent)
+            return [
+                self._warn(
+                    "slow",
+                    now,
+                    f"training slowed from {self._baseline:.2f} to {r:.2f} s/step "
+                    f"({r / self._baseline:.0f}× slower) without an error",
+                )
+            ]
+        return []
+
+    def gpu(self, reading: GpuReading | None, now: float) -> list[WarningEvent]:
+        """Record a GPU memory reading; warn once when memory stays pinned at the limit."""
+        if reading is None or not reading.total_bytes:
+            return []
+        if reading.used_fraction < self.pinned_fraction:
+            self._pinned_since = None
+            return []
+        if self._pinned_since is None:
+            self._pinned_since = now
+        if now - self._pinned_since >= self.pinned_s and "vram_pinned" not in self._warned:
+            gib = reading.total_bytes / 2**30
+            return [
+                self._warn(
+                    "vram_pinned",
+                    now,
+                    f"GPU memory has been at {reading.used_fraction:.0%} of {gib:.0f} GiB for "
+                    f"{now - self._pinned_since:.0f} s; if steps are slow, memory is spilling",
+                )
+            ]
+        return []
+
+    def _warn(self, code: str, now: float, message: str) -> WarningEvent:
+        self._warned.add(code)
+        return WarningEvent(t=now, code=code, message=message, fix=SPILL_FIX)
+
+
+class GpuSampler:
+    """GPU memory/utilisation through NVML, imported lazily; ``read()`` is None without NVML
+    or GPU. (Kept here until ``lorakit.gpu`` offers a reading of its own.)"""
+
+    def __init__(self, index: int = 0) -> None:
+        self.index = index
+        self._handle: Any = None
+        self._nvml: Any = None
+        self._failed = False
+        self._name: str | None = None
+
+    def _init(self) -> bool:
+        if self._failed:
+            return False
+        if self._handle is not None:
+            return True
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+            name = pynvml.nvmlDeviceGetName(self._handle)
+            self._name = name.decode() if isinstance(name, bytes) else str(name)
+            self._nvml = pynvml
+        except Exception:  # no library, no driver, no GPU: the view just omits GPU figures
+            self._failed = True
+            return False
+        return True
+
+    def read(self) -> GpuReading | None:
+        if not self._init():
+            return None
+        nv = self._nvml
+        try:
+            mem = nv.nvmlDeviceGetMemoryInfo(self._handle)
+            util: int | None
+            try:
+                util = int(nv.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+            except Exception:
+                util = None
+            return GpuReading(int(mem.used), int(mem.total), util, self._name)
+        except Exception:
+            return None
+
+    def close(self) -> None:
+        if self._nvml is not None:
+            with contextlib.suppress(Exception):
+                self._nvml.nvmlShutdown()
+            self._nvml = None
+            self._handle = None
