@@ -13,7 +13,9 @@ import typer
 
 from lorakit import __version__
 from lorakit.cli import dataset as dataset_cmd
+from lorakit.cli import doctor as doctor_cmd
 from lorakit.cli import presets as presets_cmd
+from lorakit.cli import setup as setup_cmd
 from lorakit.cli import train as train_cmd
 from lorakit.cli._console import err_console
 from lorakit.errors import LorakitError
@@ -29,6 +31,8 @@ app = typer.Typer(
 app.add_typer(presets_cmd.app, name="presets")
 app.add_typer(dataset_cmd.app, name="dataset")
 train_cmd.register(app)
+setup_cmd.register(app)
+doctor_cmd.register(app)
 
 
 def _version(value: bool) -> None:
