@@ -359,7 +359,7 @@ def _first_break(buf: str) -> int:
 
 def _traceback_line(text: str) -> bool:
     s = text.strip()
-    return s.startswith(("File \"", _TRACEBACK))
+    return s.startswith(('File "', _TRACEBACK))
 
 
 def _join_wrapped(parts: list[str]) -> str:

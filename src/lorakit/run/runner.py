@@ -1,0 +1,644 @@
+"""The monitored trainer process.
+
+:func:`supervise` starts the child from an argv list (never a shell string) in its own
+process group/session, merges its stdout and stderr into one pipe, appends the raw bytes to
+``train.log`` as they arrive, feeds the decoded text to the sd-scripts log parser and appends
+the typed events to ``events.jsonl``. Signals: the first SIGINT/SIGTERM sends SIGINT to the
+child's process group and waits for it to stop; a second sends SIGKILL. A NaN loss stops the
+run the same way (SIGINT, SIGKILL after a grace period).
+
+:func:`run_planned` is the whole real run used by ``lorakit train``: write the plan's files
+into the run folder, supervise, diagnose a failure, verify and copy the final LoRA, write the
+``finished`` event and ``state.json``. It returns a :class:`RunOutcome`; the caller turns it
+into an exit code.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lorakit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TRAINING_FAILED
+from lorakit.kohya.logparse import LogParser
+from lorakit.run import folder
+from lorakit.run.diagnose import Context, Diagnosis, diagnose, with_fix
+from lorakit.run.events import (
+    EVENTS_FILE,
+    Checkpoint,
+    EpochStarted,
+    ErrorEvent,
+    Event,
+    EventLog,
+    Finished,
+    Progress,
+    Sample,
+    Started,
+    StateSaved,
+    WarningEvent,
+)
+from lorakit.run.watch import GpuReading, GpuSampler, Speed, SpeedWatch
+
+if TYPE_CHECKING:
+    from lorakit.kohya.launch import LaunchPlan
+    from lorakit.planning import PlannedRun
+
+SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass
+class Snapshot:
+    """What a view shows, refreshed on every tick."""
+
+    run_dir: Path
+    started_at: float
+    now: float
+    progress: Progress | None  # the bar's latest state (may be ahead of the last event)
+    speed: Speed
+    gpu: GpuReading | None
+    epoch: int | None
+    epochs: int | None
+    losses: list[float]
+    last_checkpoint: str | None
+    warnings: list[WarningEvent]
+    stopping: str | None  # why the run is being stopped (signal / nan), None while running
+
+
+class Observer(Protocol):
+    """A view of the run (``lorakit.run.live``); every method is called from the main thread."""
+
+    def start(self, run_dir: Path, argv: list[str], total_steps: int | None) -> None: ...
+
+    def event(self, ev: Event) -> None: ...
+
+    def tick(self, snap: Snapshot) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass
+class Child:
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)  # added to os.environ
+
+
+@dataclass
+class Options:
+    observer: Observer | None = None
+    total_steps: int | None = None
+    batch_size: int = 1
+    expected_s_per_step: float | None = None
+    gpu_index: int | None = 0  # None: no NVML polling
+    stop_on_nan: bool = True
+    stop_grace_s: float = 120.0  # after asking the trainer to stop, kill it this much later
+    poll_s: float = 0.25
+    state_every_s: float = 5.0
+    context: Context = field(default_factory=Context)
+    resumed_from: str | None = None
+    # called with each event before it is written; returns the events to write instead
+    # (resume.py's step offset and restart check use this)
+    transform: Callable[[Event], list[Event]] | None = None
+    handle_signals: bool = True
+
+
+@dataclass
+class ChildResult:
+    returncode: int | None
+    interrupted: bool
+    stopped_for: str | None  # "nan" when lorakit stopped it
+    parser: LogParser
+    events: list[Event]
+    duration_s: float
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    status: str  # done | failed | interrupted
+    exit_code: int
+    returncode: int | None
+    diagnosis: Diagnosis | None
+    events: list[Event]
+    duration_s: float
+    lora: Path | None = None
+    copies: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # LoRA check problems
+
+
+class _Stopper:
+    """Signals to the child's process group, from a signal handler or the main loop."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.requests = 0
+        self.reason: str | None = None
+        self.kill_at: float | None = None
+
+    def _send(self, sig: int) -> None:
+        if self.proc.poll() is not None and os.name != "posix":
+            return
+        try:
+            if os.name == "posix":
+                os.killpg(self.proc.pid, sig)
+            elif sig == signal.SIGINT:
+                self.proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined,unused-ignore]
+            else:
+                self.proc.kill()
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+    def ask(self, reason: str, grace_s: float | None) -> None:
+        """First request: SIGINT to the group; later ones: SIGKILL."""
+        self.requests += 1
+        if self.requests == 1:
+            self.reason = reason
+            self._send(signal.SIGINT)
+            if grace_s is not None:
+                self.kill_at = time.monotonic() + grace_s
+        else:
+            self.kill()
+
+    def kill(self) -> None:
+        self._send(signal.SIGKILL if os.name == "posix" else signal.SIGTERM)
+        self.kill_at = None
+
+
+def _reader(fd: int, q: queue.Queue[bytes | None]) -> None:
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            q.put(chunk)
+    finally:
+        q.put(None)
+
+
+def _spawn(child: Child) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(child.env)
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    kwargs: dict[str, Any] = {}
+    if os.name == "posix":
+        kwargs["start_new_session"] = True
+    else:
+        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined,unused-ignore]
+    return subprocess.Popen(
+        child.argv,
+        cwd=child.cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kwargs,
+    )
+
+
+class _Supervisor:
+    def __init__(self, child: Child, run_dir: Path, log: EventLog, opts: Options) -> None:
+        self.child, self.run_dir, self.log, self.opts = child, run_dir, log, opts
+        self.parser = LogParser()
+        self.watch = SpeedWatch(
+            batch_size=opts.batch_size,
+            expected_s_per_step=opts.expected_s_per_step,
+            total=opts.total_steps or 0,
+        )
+        self.gpu = GpuSampler(opts.gpu_index) if opts.gpu_index is not None else None
+        self.gpu_reading: GpuReading | None = None
+        self.losses: list[float] = []
+        self.warnings: list[WarningEvent] = []
+        self.last_checkpoint: str | None = None
+        self.last_state: str | None = None
+        self.samples_seen: set[str] = set()
+        self.stopper: _Stopper | None = None
+        self.started_at = time.time()
+        self._last_state_write = 0.0
+        self._last_tick = 0.0
+        self._last_scan = 0.0
+        self._last_gpu = 0.0
+
+    # -- events ----------------------------------------------------------------------------
+    def emit(self, ev: Event) -> None:
+        if ev.t == 0.0:
+            ev = replace(ev, t=time.time())
+        batch = self.opts.transform(ev) if self.opts.transform else [ev]
+        for e in batch:
+            self._write(e)
+
+    def _write(self, ev: Event) -> None:
+        if isinstance(ev, ErrorEvent):
+            ev = with_fix(ev, self.opts.context)
+        self.log.append(ev)
+        milestone = False
+        if isinstance(ev, Progress):
+            if ev.avr_loss is not None:
+                self.losses.append(ev.avr_loss)
+            for w in self.watch.add(ev):
+                self._write(w)
+        elif isinstance(ev, Checkpoint):
+            self.last_checkpoint, milestone = ev.path, True
+        elif isinstance(ev, StateSaved):
+            self.last_state, milestone = ev.path, True
+        elif isinstance(ev, EpochStarted):
+            milestone = True
+        elif isinstance(ev, WarningEvent):
+            self.warnings.append(ev)
+        elif isinstance(ev, ErrorEvent):
+            milestone = True
+            if ev.kind == "nan" and self.opts.stop_on_nan and self.stopper and not self.stopper.requests:
+                self.stopper.ask("nan", self.opts.stop_grace_s)
+        if self.opts.observer is not None:
+            self.opts.observer.event(ev)
+        if milestone:
+            self.write_state()
+
+    def write_state(self, **extra: Any) -> None:
+        self._last_state_write = time.monotonic()
+        cur = self.parser.current
+        speed = self.watch.speed()
+        folder.update_state(
+            self.run_dir,
+            status="running",
+            pid=self.stopper.proc.pid if self.stopper else None,
+            updated_at=time.time(),
+            step=cur.step if cur else 0,
+            total=cur.total if cur else self.opts.total_steps,
+            epoch=self.parser.epoch,
+            epochs=self.parser.epochs,
+            avr_loss=self.losses[-1] if self.losses else None,
+            steady_s_per_step=speed.steady_s_per_step,
+            eta_s=speed.eta_s,
+            last_checkpoint=self.last_checkpoint,
+            last_state=self.last_state,
+            samples=len(self.samples_seen),
+            **extra,
+        )
+
+    # -- periodic --------------------------------------------------------------------------
+    def _scan_samples(self) -> None:
+        sample_dir = self.run_dir / "sample"
+        if not sample_dir.is_dir():
+            return
+        for p in sorted(sample_dir.iterdir()):
+            if p.suffix.lower() in SAMPLE_SUFFIXES and p.name not in self.samples_seen:
+                self.samples_seen.add(p.name)
+                self.emit(Sample(path=str(p)))
+
+    def tick(self, final: bool = False) -> None:
+        now_m = time.monotonic()
+        if not final and now_m - self._last_tick < self.opts.poll_s:
+            return
+        self._last_tick = now_m
+        now = time.time()
+        if final or now_m - self._last_scan >= 2.0:
+            self._last_scan = now_m
+            self._scan_samples()
+        if self.gpu is not None and now_m - self._last_gpu >= 1.0:
+            self._last_gpu = now_m
+            self.gpu_reading = self.gpu.read()
+            for w in self.watch.gpu(self.gpu_reading, now):
+                self._write(w)
+        if now_m - self._last_state_write >= self.opts.state_every_s:
+            self.write_state()
+        if self.opts.observer is not None:
+            self.opts.observer.tick(
+                Snapshot(
+                    run_dir=self.run_dir,
+                    started_at=self.started_at,
+                    now=now,
+                    progress=self.parser.current,
+                    speed=self.watch.speed(),
+                    gpu=self.gpu_reading,
+                    epoch=self.parser.epoch,
+                    epochs=self.parser.epochs,
+                    losses=self.losses,
+                    last_checkpoint=self.last_checkpoint,
+                    warnings=self.warnings,
+                    stopping=self.stopper.reason if self.stopper else None,
+                )
+            )
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> ChildResult:
+        opts = self.opts
+        log_path = self.run_dir / folder.LOG_FILE
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        proc = _spawn(self.child)
+        self.stopper = stopper = _Stopper(proc)
+        self.emit(
+            Started(
+                run_dir=str(self.run_dir),
+                argv=list(self.child.argv),
+                pid=proc.pid,
+                total_steps=opts.total_steps,
+                resumed_from=opts.resumed_from,
+            )
+        )
+        self.write_state(started_at=self.started_at)
+        if opts.observer is not None:
+            opts.observer.start(self.run_dir, list(self.child.argv), opts.total_steps)
+        q: queue.Queue[bytes | None] = queue.Queue()
+        assert proc.stdout is not None
+        reader = threading.Thread(target=_reader, args=(proc.stdout.fileno(), q), daemon=True)
+        reader.start()
+        restore = self._install_signals(stopper) if opts.handle_signals else None
+        try:
+            with log_path.open("ab", buffering=0) as raw_log:
+                eof = False
+                while not eof:
+                    try:
+                        item = q.get(timeout=opts.poll_s)
+                    except queue.Empty:
+                        item = b""
+                    chunks: list[bytes] = []
+                    while item is not None:
+                        if item:
+                            chunks.append(item)
+                        try:
+                            item = q.get_nowait()
+                        except queue.Empty:
+                            break
+                    if item is None:
+                        eof = True
+                    if chunks:
+                        data = b"".join(chunks)
+                        raw_log.write(data)
+                        for ev in self.parser.feed(decoder.decode(data)):
+                            self.emit(ev)
+                    if stopper.kill_at is not None and time.monotonic() >= stopper.kill_at:
+                        stopper.kill()
+                    self.tick()
+                tail = decoder.decode(b"", final=True)
+                for ev in self.parser.feed(tail) + self.parser.flush():
+                    self.emit(ev)
+            while True:
+                try:
+                    returncode = proc.wait(timeout=opts.poll_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    if stopper.kill_at is not None and time.monotonic() >= stopper.kill_at:
+                        stopper.kill()
+        finally:
+            if restore is not None:
+                restore()
+            if proc.poll() is None:  # an exception in lorakit itself: never leave a trainer behind
+                stopper.kill()
+                proc.wait()
+            with contextlib.suppress(Exception):
+                proc.stdout.close()
+        self.tick(final=True)
+        if self.gpu is not None:
+            self.gpu.close()
+        interrupted = stopper.reason == "signal"
+        return ChildResult(
+            returncode=returncode,
+            interrupted=interrupted,
+            stopped_for=stopper.reason if not interrupted else None,
+            parser=self.parser,
+            events=list(self.log.events),
+            duration_s=time.time() - self.started_at,
+        )
+
+    def _install_signals(self, stopper: _Stopper) -> Callable[[], None] | None:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        sigs = [signal.SIGINT, signal.SIGTERM]
+        if hasattr(signal, "SIGHUP"):
+            sigs.append(signal.SIGHUP)
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            first = stopper.requests == 0
+            stopper.ask("signal", None)
+            if self.opts.observer is None:
+                msg = (
+                    "\nlorakit: stopping the trainer (press Ctrl-C again to kill it)\n"
+                    if first
+                    else "\nlorakit: killing the trainer\n"
+                )
+                with contextlib.suppress(Exception):
+                    sys.stderr.write(msg)
+
+        for s in sigs:
+            with contextlib.suppress(ValueError, OSError):
+                previous[s] = signal.signal(s, handler)
+
+        def restore() -> None:
+            for s, h in previous.items():
+                with contextlib.suppress(ValueError, OSError):
+                    signal.signal(s, h)
+
+        return restore
+
+
+def supervise(child: Child, run_dir: Path, opts: Options | None = None) -> ChildResult:
+    """Run ``child`` with its output going to ``run_dir``'s ``train.log`` and events to its
+    ``events.jsonl`` (both appended: a resumed run adds to them). Writes no ``finished`` event."""
+    opts = opts or Options()
+    with EventLog(run_dir / EVENTS_FILE) as log:
+        return _Supervisor(child, run_dir, log, opts).run()
+
+
+def outcome_of(
+    result: ChildResult,
+    run_dir: Path,
+    *,
+    final_lora: Path | None,
+    ctx: Context,
+) -> tuple[str, int, Diagnosis | None]:
+    """(status, exit code, diagnosis) of a trainer process."""
+    errors = [e for e in result.events if isinstance(e, ErrorEvent)]
+    lora_missing = final_lora is not None and not final_lora.is_file()
+    diag = diagnose(
+        returncode=result.returncode,
+        errors=errors,
+        exceptions=[x.line for x in result.parser.exceptions],
+        tail=list(result.parser.tail),
+        interrupted=result.interrupted,
+        lora_missing=lora_missing,
+        ctx=ctx,
+    )
+    if diag is None:
+        return "done", EXIT_OK, None
+    return diag.status, diag.exit_code, diag
+
+
+def finish_run(
+    run_dir: Path,
+    result: ChildResult,
+    *,
+    final_lora: Path | None,
+    expected: Any | None = None,
+    lora_folders: list[Path] | None = None,
+    ctx: Context | None = None,
+    observer: Observer | None = None,
+) -> RunOutcome:
+    """Diagnose, verify + copy the LoRA on success, write ``finished`` and the final state."""
+    from lorakit.run.finish import copy_lora, verify_lora
+
+    ctx = ctx or Context()
+    status, code, diag = outcome_of(result, run_dir, final_lora=final_lora, ctx=ctx)
+    copies: list[str] = []
+    problems: list[str] = []
+    extra: list[Event] = []
+    if diag is not None and not any(isinstance(e, ErrorEvent) for e in result.events) and diag.kind != "interrupted":
+        extra.append(ErrorEvent(kind=diag.kind, message=diag.message, fix=diag.fix, evidence=diag.evidence))
+    lora = final_lora if (final_lora is not None and final_lora.is_file()) else None
+    if status == "done" and lora is not None and expected is not None:
+        check = verify_lora(lora, expected)
+        problems = check.problems
+        if problems:
+            status, code = "failed", EXIT_TRAINING_FAILED
+            msg = f"the final LoRA {lora.name} does not match the spec: " + "; ".join(problems)
+            diag = Diagnosis("crash", msg, "check the trainer version and the run's command.txt", code)
+            extra.append(ErrorEvent(kind="crash", message=msg, fix=diag.fix))
+    if status == "done" and lora is not None:
+        for dest in lora_folders or []:
+            try:
+                c = copy_lora(lora, Path(dest))
+                copies.append(str(c.dest))
+                if c.action == "renamed":
+                    extra.append(WarningEvent(code="copy_renamed", message=c.describe()))
+            except OSError as exc:
+                extra.append(
+                    WarningEvent(
+                        code="copy_failed",
+                        message=f"could not copy {lora.name} to {dest}: {exc}",
+                        fix="copy it by hand from the run folder",
+                    )
+                )
+    finished = Finished(
+        status=status, exit_code=code, duration_s=round(result.duration_s, 3), lora=str(lora) if lora else None
+    )
+    with EventLog(run_dir / EVENTS_FILE) as log:
+        for ev in [*extra, finished]:
+            log.append(ev)
+            if observer is not None:
+                observer.event(ev)
+    events = result.events + extra + [finished]
+    folder.update_state(
+        run_dir,
+        status=status,
+        exit_code=code,
+        returncode=result.returncode,
+        finished_at=finished.t,
+        pid=None,
+        lora=str(lora) if lora else None,
+        copies=copies,
+        diagnosis=None if diag is None else {"kind": diag.kind, "message": diag.message, "fix": diag.fix},
+    )
+    return RunOutcome(run_dir, status, code, result.returncode, diag, events, result.duration_s, lora, copies, problems)
+
+
+def expected_lora(planned: PlannedRun) -> Any:
+    """The Expected (finish.py) for a planned run's spec."""
+    from lorakit.config.schema import LYCORIS_KINDS
+    from lorakit.kohya.families import family
+    from lorakit.run.finish import Expected
+
+    spec = planned.spec
+    lycoris = spec.network.kind in LYCORIS_KINDS
+    return Expected(
+        module="lycoris.kohya" if lycoris else family(spec.model.family).lora_module,
+        dim=spec.network.dim,
+        alpha=spec.network.alpha,
+        unet_only=spec.training.unet_only,
+        plain_lora=not lycoris,
+    )
+
+
+def context_for(planned: PlannedRun, trainer_python: str | None = None) -> Context:
+    spec = planned.spec
+    return Context(
+        trainer_python=trainer_python or planned.plan.argv[0],
+        sd_scripts=str(planned.plan.cwd),
+        precision=spec.training.precision,
+        lr=spec.optimizer.lr,
+        no_half_vae=spec.training.no_half_vae,
+        family=spec.model.family,
+        gradient_checkpointing=spec.training.gradient_checkpointing,
+        batch_size=spec.training.batch_size,
+    )
+
+
+def final_lora_path(plan: LaunchPlan, output_name: str) -> Path:
+    """sd-scripts writes the last LoRA as ``<output_dir>/<output_name>.safetensors``."""
+    return plan.run_dir / f"{output_name}.safetensors"
+
+
+def write_plan_files(planned: PlannedRun) -> None:
+    """spec.yaml, command.txt, dataset.toml (+ sample_prompts.txt), atomically."""
+    import yaml
+
+    from lorakit.planning import spec_dump
+
+    files = planned.plan.files() | {folder.SPEC_FILE: yaml.safe_dump(spec_dump(planned.spec), sort_keys=False)}
+    folder.write_files(planned.plan.run_dir, files)
+
+
+def run_planned(
+    planned: PlannedRun,
+    *,
+    observer: Observer | None = None,
+    options: Options | None = None,
+    extra_argv: list[str] | None = None,
+) -> RunOutcome:
+    """The real run: files → trainer → diagnosis → LoRA check + copy → finished event.
+
+    ``planned.plan.run_dir`` must exist (``folder.create_run_dir``). ``extra_argv`` is
+    appended to the plan's argv (``lorakit resume`` adds ``--resume=DIR``)."""
+    plan, spec = planned.plan, planned.spec
+    run_dir = plan.run_dir
+    write_plan_files(planned)
+    opts = options or Options()
+    opts.observer = observer if observer is not None else opts.observer
+    if opts.total_steps is None:
+        opts.total_steps = plan.steps.total_steps
+    opts.batch_size = spec.training.batch_size
+    if spec.training.gpus:
+        opts.gpu_index = spec.training.gpus[0]
+    if opts.context == Context():
+        opts.context = context_for(planned)
+    folder.update_state(
+        run_dir,
+        status="running",
+        name=spec.output.name,
+        folder=str(run_dir),
+        preset=planned.loaded.preset,
+        total_steps=plan.steps.total_steps,
+        save_state=spec.saving.save_state,
+        resumed_from=opts.resumed_from,
+    )
+    argv = list(plan.argv) + list(extra_argv or [])
+    child = Child(argv=argv, cwd=plan.cwd, env=dict(plan.env))
+    result = supervise(child, run_dir, opts)
+    outcome = finish_run(
+        run_dir,
+        result,
+        final_lora=final_lora_path(plan, spec.output.name),
+        expected=expected_lora(planned),
+        lora_folders=list(spec.output.lora_folders),
+        ctx=opts.context,
+        observer=opts.observer,
+    )
+    if opts.observer is not None:
+        opts.observer.stop()
+    return outcome
+
+
+EXIT_FOR_STATUS = {"done": EXIT_OK, "failed": EXIT_TRAINING_FAILED, "interrupted": EXIT_INTERRUPTED}
