@@ -49,12 +49,33 @@ def resolve_spec(req: PlanRequest) -> tuple[LoadedSpec, list[str]]:
     if req.data is not None:
         overrides.insert(0, f"dataset.folder={req.data}")
     loaded = load_spec(req.preset, req.config, overrides)
+    notes = settle_length(loaded)
     problems = check(loaded.spec) + model_file_problems(loaded.spec, req.strict_paths)
     errors = [p.render(where(loaded.origin, p.path)) for p in problems if p.level == "error"]
     if errors:
         raise ConfigError(errors, fix="correct the settings named above, in that file or with --set key=value")
     warnings = [p.render(where(loaded.origin, p.path)) for p in problems if p.level == "warning"]
-    return loaded, warnings
+    return loaded, notes + warnings
+
+
+def settle_length(loaded: LoadedSpec) -> list[str]:
+    """epochs vs max_steps: when two different layers set them, the later layer wins
+    (a user's ``--set training.max_steps=300`` over a preset's epochs); the same layer
+    setting both stays an error for the rules to report."""
+    t = loaded.spec.training
+    if t.epochs is None or t.max_steps is None:
+        return []
+    labels = [layer.label for layer in loaded.layers]
+    e_src, s_src = loaded.origin.get("training.epochs"), loaded.origin.get("training.max_steps")
+    if e_src is None or s_src is None or e_src == s_src:
+        if e_src is None and s_src is not None:  # epochs is only the schema default
+            t.epochs = None
+        return []
+    if labels.index(s_src) > labels.index(e_src):
+        t.epochs = None
+        return [f"{s_src}: `training.max_steps` replaces `training.epochs` from {e_src}"]
+    t.max_steps = None
+    return [f"{e_src}: `training.epochs` replaces `training.max_steps` from {s_src}"]
 
 
 def model_file_problems(spec: TrainSpec, strict: bool) -> list[Problem]:

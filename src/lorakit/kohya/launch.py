@@ -119,7 +119,8 @@ def training_flags(spec: TrainSpec) -> Flags:
         flags.append(("max_train_steps", str(t.max_steps)))
     else:
         flags.append(("max_train_epochs", str(t.epochs)))
-    flags += [("mixed_precision", t.precision), ("save_precision", s.precision)]
+    mixed = "no" if t.precision == "fp32" else t.precision  # sd-scripts/accelerate spell fp32 "no"
+    flags += [("mixed_precision", mixed), ("save_precision", s.precision)]
     switches = {
         "full_bf16": t.full_bf16,
         "fp8_base": t.fp8_base,
@@ -190,7 +191,7 @@ def accelerate_args(spec: TrainSpec) -> list[str]:
     args = [
         f"--num_processes={max(1, len(gpus))}",
         "--num_machines=1",
-        f"--mixed_precision={spec.training.precision if spec.training.precision != 'fp32' else 'no'}",
+        f"--mixed_precision={'no' if spec.training.precision == 'fp32' else spec.training.precision}",
         "--dynamo_backend=no",
         "--num_cpu_threads_per_process=2",
     ]

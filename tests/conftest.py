@@ -1,0 +1,78 @@
+"""Shared test helpers: run the real `lorakit` CLI in a child process, isolated from the
+user's data dir and any sd-scripts install of the machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "comic-sample"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORAKIT_")}
+    home = tmp_path / "home"
+    home.mkdir()
+    env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"), LORAKIT_HOME=str(home / "lorakit"), COLUMNS="200")
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    return env
+
+
+@pytest.fixture
+def lorakit(isolated_env: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
+    def run(*args: str, cwd: Path | None = None) -> CliResult:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from lorakit.cli.main import main; main()", *args],
+            capture_output=True,
+            text=True,
+            env=isolated_env,
+            cwd=cwd or tmp_path,
+            timeout=60,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+def make_kohya_dataset(root: Path, concepts: dict[str, int], caption: bool = True) -> Path:
+    """root/<folder>/img_N.png (+ .txt): real tiny PNGs; concepts maps folder name → image count."""
+    import zlib
+
+    def png(path: Path) -> None:
+        raw = b"\x00\xff\x00\x00" * 1  # one RGB pixel row with filter byte
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+        ihdr = (1).to_bytes(4, "big") + (1).to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+        path.write_bytes(
+            b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+        )
+
+    for folder, count in concepts.items():
+        d = root / folder
+        d.mkdir(parents=True)
+        for i in range(count):
+            png(d / f"img_{i:02d}.png")
+            if caption:
+                (d / f"img_{i:02d}.txt").write_text(f"tag{i}, thing", encoding="utf-8")
+    return root
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
