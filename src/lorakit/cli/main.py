@@ -15,6 +15,8 @@ from lorakit import __version__
 from lorakit.cli import dataset as dataset_cmd
 from lorakit.cli import doctor as doctor_cmd
 from lorakit.cli import presets as presets_cmd
+from lorakit.cli import resume as resume_cmd
+from lorakit.cli import runs as runs_cmd
 from lorakit.cli import setup as setup_cmd
 from lorakit.cli import train as train_cmd
 from lorakit.cli._console import err_console
@@ -30,7 +32,9 @@ app = typer.Typer(
 )
 app.add_typer(presets_cmd.app, name="presets")
 app.add_typer(dataset_cmd.app, name="dataset")
+app.add_typer(runs_cmd.app, name="runs")
 train_cmd.register(app)
+resume_cmd.register(app)
 setup_cmd.register(app)
 doctor_cmd.register(app)
 

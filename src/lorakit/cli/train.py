@@ -37,6 +37,7 @@ def train(
     sd_scripts: Path | None = SdScriptsOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the exact command; launch nothing."),
     as_json: bool = JsonOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view; print only the outcome."),
 ) -> None:
     from lorakit.kohya.install import PLACEHOLDER, find_trainer, require_trainer
     from lorakit.planning import PlanRequest, plan_run, resolve_spec
@@ -51,13 +52,14 @@ def train(
         return
     # real run: the config is checked first (exit 2), then the environment (exit 3)
     resolve_spec(req)
-    require_trainer(sd_scripts)
-    from lorakit.errors import EnvironmentProblem
+    trainer = require_trainer(sd_scripts)
+    from lorakit.cli.runs import launch
 
-    raise EnvironmentProblem(
-        "this lorakit build plans runs but cannot launch them yet",
-        fix="use --dry-run and run the printed command yourself",
-    )
+    # --auto-fit hook: pass `auto_fit=fn(planned, outcome) -> PlanRequest | None` (see
+    # lorakit.run.runner.AutoFit); an OOM run is then retried once with the request fn returns.
+    code = launch(req, trainer, quiet=quiet, auto_fit=None)
+    if code:
+        raise typer.Exit(code)
 
 
 def write_run_files(planned: PlannedRun) -> None:

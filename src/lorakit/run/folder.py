@@ -122,6 +122,26 @@ def update_state(run_dir: Path, **changes: Any) -> dict[str, Any]:
     return state
 
 
+def pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def is_active(run_dir: Path) -> bool:
+    """True while a lorakit process is running this run (status running and its pid alive)."""
+    state = read_state(run_dir)
+    return state.get("status") == "running" and pid_alive(state.get("lorakit_pid"))
+
+
 def is_run_dir(path: Path) -> bool:
     return path.is_dir() and any((path / f).is_file() for f in (STATE_FILE, EVENTS_FILE, COMMAND_FILE))
 

@@ -51,8 +51,14 @@ from lorakit.run.events import (
 from lorakit.run.watch import GpuReading, GpuSampler, Speed, SpeedWatch
 
 if TYPE_CHECKING:
+    from lorakit.kohya.install import Trainer
     from lorakit.kohya.launch import LaunchPlan
-    from lorakit.planning import PlannedRun
+    from lorakit.planning import PlannedRun, PlanRequest
+
+# ``auto_fit(planned, outcome)``: called once when a run failed with CUDA OOM; returns the
+# request to retry with (e.g. the fitted overrides added), or None to give up. ``lorakit train
+# --auto-fit`` passes the VRAM fitter's function here.
+AutoFit = Callable[["PlannedRun", "RunOutcome"], "PlanRequest | None"]
 
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -107,9 +113,9 @@ class Options:
     state_every_s: float = 5.0
     context: Context = field(default_factory=Context)
     resumed_from: str | None = None
-    # called with each event before it is written; returns the events to write instead
-    # (resume.py's step offset and restart check use this)
-    transform: Callable[[Event], list[Event]] | None = None
+    # called with each event (and the parser, for what it has seen) before it is written;
+    # returns the events to write instead (resume.py's step offset and restart check)
+    transform: Callable[[Event, LogParser], list[Event]] | None = None
     handle_signals: bool = True
 
 
@@ -236,7 +242,7 @@ class _Supervisor:
     def emit(self, ev: Event) -> None:
         if ev.t == 0.0:
             ev = replace(ev, t=time.time())
-        batch = self.opts.transform(ev) if self.opts.transform else [ev]
+        batch = self.opts.transform(ev, self.parser) if self.opts.transform else [ev]
         for e in batch:
             self._write(e)
 
@@ -275,6 +281,7 @@ class _Supervisor:
             self.run_dir,
             status="running",
             pid=self.stopper.proc.pid if self.stopper else None,
+            lorakit_pid=os.getpid(),
             updated_at=time.time(),
             step=cur.step if cur else 0,
             total=cur.total if cur else self.opts.total_steps,
@@ -605,7 +612,7 @@ def run_planned(
     plan, spec = planned.plan, planned.spec
     run_dir = plan.run_dir
     write_plan_files(planned)
-    opts = options or Options()
+    opts = replace(options) if options is not None else Options()
     opts.observer = observer if observer is not None else opts.observer
     if opts.total_steps is None:
         opts.total_steps = plan.steps.total_steps
@@ -617,6 +624,8 @@ def run_planned(
     folder.update_state(
         run_dir,
         status="running",
+        lorakit_pid=os.getpid(),
+        cwd=os.getcwd(),
         name=spec.output.name,
         folder=str(run_dir),
         preset=planned.loaded.preset,
@@ -639,6 +648,53 @@ def run_planned(
     if opts.observer is not None:
         opts.observer.stop()
     return outcome
+
+
+def plan_new_run(req: PlanRequest, trainer: Trainer, *, now: Any = None) -> PlannedRun:
+    """Plan a real run into a new, created run folder ``<output.folder>/<name>-<stamp>/``.
+    Nothing is created when the plan fails (bad config, dataset error)."""
+    from lorakit.planning import plan_run, resolve_spec
+
+    loaded, _ = resolve_spec(req)
+    spec = loaded.spec
+    run_dir = folder.run_dir_path(Path(spec.output.folder).expanduser(), spec.output.name, now).absolute()
+    planned = plan_run(req, trainer, run_dir)
+    folder.create_run_dir(run_dir)
+    return planned
+
+
+def start_run(
+    req: PlanRequest,
+    trainer: Trainer,
+    *,
+    observer: Observer | None = None,
+    options: Options | None = None,
+    auto_fit: AutoFit | None = None,
+    on_planned: Callable[[PlannedRun], None] | None = None,
+) -> RunOutcome:
+    """Plan → new run folder → train → check/copy the LoRA. The programmatic ``lorakit train``.
+
+    With ``auto_fit``, an OOM failure is retried once, in a new run folder, with the request
+    ``auto_fit`` returns. ``on_planned`` is called with each plan before it launches."""
+    planned = plan_new_run(req, trainer)
+    if on_planned is not None:
+        on_planned(planned)
+    outcome = run_planned(planned, observer=observer, options=options)
+    if auto_fit is not None and outcome.diagnosis is not None and outcome.diagnosis.kind == "oom":
+        retry = auto_fit(planned, outcome)
+        if retry is not None:
+            planned = plan_new_run(retry, trainer)
+            if on_planned is not None:
+                on_planned(planned)
+            folder.update_state(planned.plan.run_dir, retry_of=str(outcome.run_dir))
+            outcome = run_planned(planned, observer=observer, options=_fresh(options))
+    return outcome
+
+
+def _fresh(options: Options | None) -> Options | None:
+    if options is None:
+        return None
+    return replace(options, total_steps=None, context=Context())
 
 
 EXIT_FOR_STATUS = {"done": EXIT_OK, "failed": EXIT_TRAINING_FAILED, "interrupted": EXIT_INTERRUPTED}
