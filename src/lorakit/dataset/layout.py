@@ -1,0 +1,81 @@
+"""The kohya layout prepare writes: ``<repeats>_<trigger> <class>/`` folders and ``dataset.toml``.
+
+The TOML follows sd-scripts' ``library/config_util.py`` schema (general → datasets → subsets):
+``[general]`` caption_extension (always ".txt": sd-scripts' own default ``.caption`` would
+silently ignore our captions), ``[[datasets]]`` resolution, batch_size and buckets,
+``[[datasets.subsets]]`` one per concept with image_dir, num_repeats, class_tokens, keep_tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+CAPTION_EXTENSION = ".txt"
+
+
+def class_tokens(trigger: str, class_word: str | None) -> str:
+    return f"{trigger} {class_word}" if class_word else trigger
+
+
+def folder_name(repeats: int, trigger: str, class_word: str | None) -> str:
+    return f"{repeats}_{class_tokens(trigger, class_word)}"
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string (escapes what TOML requires; keeps other Unicode as is)."""
+    out = ['"']
+    for ch in value:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Subset:
+    image_dir: Path
+    num_repeats: int
+    class_tokens: str
+    keep_tokens: int
+
+
+def dataset_toml(subsets: Sequence[Subset], *, resolution: int, batch_size: int) -> str:
+    lines = [
+        "# written by lorakit dataset prepare: sd-scripts --dataset_config",
+        "[general]",
+        f"caption_extension = {toml_string(CAPTION_EXTENSION)}",
+        "",
+        "[[datasets]]",
+        f"resolution = {resolution}",
+        f"batch_size = {batch_size}",
+        "enable_bucket = true",
+        "min_bucket_reso = 256",
+        f"max_bucket_reso = {max(2048, resolution)}",
+        "bucket_reso_steps = 64",
+        "",
+    ]
+    for s in subsets:
+        lines += [
+            "  [[datasets.subsets]]",
+            f"  image_dir = {toml_string(str(s.image_dir))}",
+            f"  num_repeats = {s.num_repeats}",
+            f"  class_tokens = {toml_string(s.class_tokens)}",
+            f"  keep_tokens = {s.keep_tokens}",
+            "",
+        ]
+    return "\n".join(lines)
