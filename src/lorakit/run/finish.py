@@ -158,14 +158,13 @@ def copy_lora(src: Path, folder: Path) -> Copied:
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / src.name
     action = "copied"
-    if dest.exists():
+    n = 2
+    while dest.exists():  # the name is taken: the same LoRA (done), or another file (next name)
         if dest.is_file() and dest.stat().st_size == src.stat().st_size and _digest(dest) == _digest(src):
             return Copied(src, dest, "identical")
-        n = 2
-        while dest.exists():
-            dest = folder / f"{src.stem}-{n}{src.suffix}"
-            n += 1
+        dest = folder / f"{src.stem}-{n}{src.suffix}"
         action = "renamed"
+        n += 1
     fd, tmp = tempfile.mkstemp(prefix=f".{src.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lorakit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TRAINING_FAILED
+from lorakit.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_OK, EXIT_TRAINING_FAILED, EnvironmentProblem
 from lorakit.kohya.logparse import LogParser
 from lorakit.run import folder
 from lorakit.run.diagnose import Context, Diagnosis, diagnose, with_fix
@@ -345,7 +345,14 @@ class _Supervisor:
         opts = self.opts
         log_path = self.run_dir / folder.LOG_FILE
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        proc = _spawn(self.child)
+        try:
+            proc = _spawn(self.child)
+        except OSError as exc:
+            folder.update_state(self.run_dir, status="failed", exit_code=EXIT_ENVIRONMENT, finished_at=time.time())
+            raise EnvironmentProblem(
+                f"cannot start the trainer {self.child.argv[0]}: {exc.strerror or exc}",
+                fix="check the trainer's Python (LORAKIT_PYTHON, --sd-scripts, `lorakit doctor`)",
+            ) from exc
         self.stopper = stopper = _Stopper(proc)
         self.emit(
             Started(
