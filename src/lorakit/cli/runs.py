@@ -116,7 +116,7 @@ def list_cmd(
 
     runs = list_runs(runs_dir)
     if as_json:
-        print(json.dumps([{"name": r.name, "path": str(r.path), **r.state} for r in runs], indent=2))
+        print(json.dumps([{**r.state, "name": r.name, "path": str(r.path)} for r in runs], indent=2))
         return
     if not runs:
         console.print(f"no runs in {runs_dir}")

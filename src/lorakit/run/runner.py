@@ -633,7 +633,7 @@ def run_planned(
         status="running",
         lorakit_pid=os.getpid(),
         cwd=os.getcwd(),
-        name=spec.output.name,
+        output_name=spec.output.name,
         folder=str(run_dir),
         preset=planned.loaded.preset,
         total_steps=plan.steps.total_steps,
