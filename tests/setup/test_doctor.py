@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from setup_fakes import make_fake_sd_scripts, run_cli
-
 from lorakit.kohya.setup import SD_SCRIPTS_COMMIT, probe_python, run_doctor
+from tests.setup.setup_fakes import make_fake_sd_scripts, run_cli
 
 FAKE_TORCH = """
 class version:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from setup_fakes import git_head, make_fake_sd_scripts, run_cli
 
 from lorakit.errors import EnvironmentProblem
 from lorakit.kohya.setup import (
@@ -20,6 +19,7 @@ from lorakit.kohya.setup import (
     observe_tree,
     plan_setup,
 )
+from tests.setup.setup_fakes import git_head, make_fake_sd_scripts, run_cli
 
 
 def test_dry_run_argv_fresh_install(home: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from lorakit import __version__
 from lorakit.cli import dataset as dataset_cmd
 from lorakit.cli import doctor as doctor_cmd
 from lorakit.cli import presets as presets_cmd
+from lorakit.cli import queue as queue_cmd
 from lorakit.cli import resume as resume_cmd
 from lorakit.cli import runs as runs_cmd
 from lorakit.cli import setup as setup_cmd
@@ -37,6 +38,7 @@ train_cmd.register(app)
 resume_cmd.register(app)
 setup_cmd.register(app)
 doctor_cmd.register(app)
+queue_cmd.register(app)
 
 
 def _version(value: bool) -> None:

@@ -30,6 +30,12 @@ SdScriptsOpt = typer.Option(
     file_okay=False,
 )
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of text.")
+GpusOpt = typer.Option(
+    None,
+    "--gpus",
+    help="GPUs to train on, as nvidia-smi numbers them: 0 | 0,1 (one run across both) | all. Sets training.gpus.",
+    metavar="IDS",
+)
 
 
 def as_path(value: str | Path | None) -> Path | None:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from lorakit.errors import EnvironmentProblem
 from lorakit.kohya.install import TRAIN_SCRIPTS, _venv_python, find_trainer, is_sd_scripts
 from lorakit.kohya.install import record_file as record_file
+from lorakit.run.lock import data_home as data_home
 
 SD_SCRIPTS_REPO = "https://github.com/kohya-ss/sd-scripts.git"
 # The commit lorakit's flag tables and log parser were tested against (H200 runs, 2026-11).
@@ -52,16 +53,6 @@ PROBED_PACKAGES: dict[str, bool] = {
 }
 PROBE_TIMEOUT_S = 120.0
 LOW_DISK_GIB = 10.0
-
-
-def data_home(env: dict[str, str] | None = None) -> Path:
-    """lorakit's data folder: ``LORAKIT_HOME`` if set, else the platformdirs user data dir."""
-    env = dict(os.environ) if env is None else env
-    if env.get("LORAKIT_HOME"):
-        return Path(env["LORAKIT_HOME"]).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("lorakit"))
 
 
 def default_install_dir() -> Path:
