@@ -63,6 +63,8 @@ def normalise(text: str, trigger: str | None, class_word: str | None, notes: lis
     if len(raw_lines) > 1:
         actions.append(f"joined {len(raw_lines)} lines into one")
     tags = split_tags(text)
+    if any(" ".join(raw.split()) != raw.strip() for ln in raw_lines for raw in ln.split(",")):
+        actions.append("collapsed whitespace")
     seen: set[str] = set()
     unique: list[str] = []
     for t in tags:

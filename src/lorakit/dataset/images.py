@@ -361,13 +361,15 @@ def _to_rgb(img: Image, facts: SourceFacts, s: ImageSettings, actions: list[str]
     """16-bit, palette, greyscale, CMYK, alpha → 8-bit RGB (alpha flattened onto the background)."""
     from PIL import Image as PILImage
 
+    if facts.bit_depth > 8:
+        actions.append(f"{facts.bit_depth}-bit to 8-bit")
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         import numpy as np
 
         a = np.asarray(img)
         if img.mode != "F" and (img.mode.startswith("I;16") or facts.bit_depth == 16):
             a = a.astype(np.uint32) >> 8
-        img = PILImage.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
+        img = PILImage.fromarray(np.clip(a, 0, 255).astype(np.uint8))
     if facts.has_alpha or img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         alpha = rgba.getchannel("A")
@@ -397,8 +399,11 @@ def _to_rgb(img: Image, facts: SourceFacts, s: ImageSettings, actions: list[str]
     if img.mode not in ("RGB", "RGBX"):  # RGBX: the fast JPEG decode's layout, saved as RGB
         before = img.mode
         img = img.convert("RGB")
-        actions.append(f"{before} to RGB")
+        actions.append(f"{_MODE_NAMES.get(before, before)} to RGB")
     return img
+
+
+_MODE_NAMES = {"P": "palette", "L": "greyscale", "1": "black-and-white", "CMYK": "CMYK", "YCbCr": "YCbCr"}
 
 
 def _orient(img: Image, orientation: int, actions: list[str] | None) -> Image:
