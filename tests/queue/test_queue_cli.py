@@ -241,3 +241,55 @@ def test_restarted_runner_settles_a_job_whose_child_died(q: Q) -> None:
     assert job["status"] == "interrupted"
     assert "queue runner stopped while the job ran" in job["diagnosis"]
     assert os.path.exists(qfile)
+
+
+FAKE_COMFYUI = r"""
+import json, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+log = open(sys.argv[1], "a")
+state = {"freed": False}
+GIB = 1024 ** 3
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def _json(self, data):
+        body = json.dumps(data).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        free = 20 * GIB if state["freed"] else 4 * GIB
+        self._json({"devices": [{"index": 0, "vram_free": free, "vram_total": 24 * GIB}]})
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        state["freed"] = True
+        log.write(json.dumps({"path": self.path, "t": time.time()}) + "\n")
+        log.flush()
+        self._json({})
+
+srv = HTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"""
+
+
+def test_comfyui_is_asked_to_unload_before_the_job(q: Q) -> None:
+    calls = q.tmp / "comfy.jsonl"
+    server = subprocess.Popen([sys.executable, "-c", FAKE_COMFYUI, str(calls)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        q.fake.plan({"a": {}})
+        q.add("a", "--set", f"comfyui.url=http://127.0.0.1:{port}")
+        r = subprocess.run(q.run_args(), cwd=q.work, env=q.env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        server.kill()
+        server.wait()
+    posts = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert posts and posts[0]["path"] == "/free"
+    assert posts[0]["t"] < q.fake.records()["a"]["start"]
+    assert f"job 1: ComfyUI at http://127.0.0.1:{port} unloaded its models: 16.0 GiB freed" in r.stdout

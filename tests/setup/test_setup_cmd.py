@@ -145,3 +145,9 @@ def test_apply_clones_checks_out_and_stops_at_failing_step(
     assert lines[0].startswith("[1/7] clone sd-scripts: git clone ")
     assert not (home / "lorakit" / "trainer.json").exists()  # recorded only after success
     assert os.environ["PIP_NO_INDEX"] == "1"
+
+
+def test_setup_pins_the_commit_of_the_flag_manifest() -> None:
+    from lorakit.kohya.manifest import manifest_commit
+
+    assert SD_SCRIPTS_COMMIT == manifest_commit()

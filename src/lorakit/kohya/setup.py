@@ -328,34 +328,12 @@ def probe_python(
 
 def nvml_gpus() -> tuple[list[dict[str, Any]], str | None]:
     """(GPUs seen by NVML as dicts, None) or ([], why not). Never raises."""
+    from lorakit.gpu.nvml import list_gpus
+
     try:
-        import pynvml
-    except ImportError:
-        return [], "pynvml (nvidia-ml-py) is not installed"
-    try:
-        pynvml.nvmlInit()
-    except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
-        return [], f"NVML unavailable ({exc or type(exc).__name__})"
-    try:
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(h)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            gpus.append(
-                {
-                    "index": i,
-                    "name": name.decode() if isinstance(name, bytes) else str(name),
-                    "total_gib": mem.total / 2**30,
-                    "free_gib": mem.free / 2**30,
-                }
-            )
-        return gpus, None
-    except Exception as exc:
-        return [], f"NVML query failed ({exc or type(exc).__name__})"
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
+        return [g.to_json() for g in list_gpus(processes=False)], None
+    except EnvironmentProblem as exc:
+        return [], exc.message
 
 
 def _existing_parent(path: Path) -> Path:
@@ -369,8 +347,14 @@ def run_doctor(
     sd_scripts: Path | None = None,
     runs_dir: Path = Path("runs"),
     timeout: float = PROBE_TIMEOUT_S,
-    pinned: str = SD_SCRIPTS_COMMIT,
+    pinned: str | None = None,
 ) -> DoctorReport:
+    """Every check; ``pinned`` defaults to the commit of the flag manifest (what the argv
+    lorakit builds is checked against), which `lorakit setup` installs."""
+    if pinned is None:
+        from lorakit.kohya.manifest import manifest_commit
+
+        pinned = manifest_commit()
     report = DoctorReport()
     add = report.checks.append
     setup_fix = "run `lorakit setup`, or record an existing install with `lorakit setup --sd-scripts PATH`"

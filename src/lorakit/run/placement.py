@@ -46,6 +46,7 @@ class GpuFacts:
     free_gib: float
     processes: int = 0  # compute processes on it (any program)
     name: str = ""
+    nvml_index: int | None = None  # NVML's number (lock files use it); None: same as index
 
 
 @dataclass(frozen=True)

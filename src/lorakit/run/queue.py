@@ -65,6 +65,7 @@ class Job:
     gpus: list[int] | None = None  # pinned GPUs; None: any one
     sd_scripts: str | None = None
     comfyui_url: str | None = None  # free ComfyUI's VRAM before the job (comfyui.free_before_train)
+    comfyui_allow_remote: bool = False
     status: str = "queued"
     added: float = field(default_factory=time.time)
     started: float | None = None
@@ -219,6 +220,7 @@ def add_job(
             gpus=gpus,
             sd_scripts=str(sd_scripts.expanduser().absolute()) if sd_scripts else None,
             comfyui_url=comfy,
+            comfyui_allow_remote=spec.comfyui.allow_remote,
         )
         q.next_id += 1
         q.jobs.append(job)
@@ -245,41 +247,10 @@ def remove_jobs(store: QueueStore, ids: Sequence[str], *, finished: bool = False
 
 
 def gpu_facts_from_nvml() -> list[GpuFacts]:
-    """Every GPU's memory and process count from NVML. Raises EnvironmentProblem without one."""
-    try:
-        import pynvml
-    except ImportError as exc:
-        raise EnvironmentProblem("pynvml is not installed", fix="pip install nvidia-ml-py") from exc
-    try:
-        pynvml.nvmlInit()
-    except Exception as exc:
-        raise EnvironmentProblem(
-            f"no NVIDIA GPU visible to NVML ({exc or type(exc).__name__}); the queue places jobs by free GPU memory",
-            fix="run the queue on the GPU machine (`lorakit doctor` shows what is missing)",
-        ) from exc
-    try:
-        out = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            try:
-                procs = len(pynvml.nvmlDeviceGetComputeRunningProcesses(h))
-            except Exception:
-                procs = 0
-            name = pynvml.nvmlDeviceGetName(h)
-            out.append(
-                GpuFacts(
-                    i,
-                    mem.total / 2**30,
-                    mem.free / 2**30,
-                    procs,
-                    name.decode() if isinstance(name, bytes) else str(name),
-                )
-            )
-        return out
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
+    """Every GPU CUDA programs see (``lorakit.gpu.nvml``); EnvironmentProblem without one."""
+    from lorakit.gpu.nvml import list_gpus
+
+    return [GpuFacts(g.index, g.total_gib, g.free_gib, len(g.processes), g.name, g.nvml_index) for g in list_gpus()]
 
 
 def gpu_facts_from_file(path: Path) -> list[GpuFacts]:
@@ -300,27 +271,16 @@ def device_count() -> int:
 # ComfyUI hook
 
 
-def free_comfyui(url: str) -> str:
-    """Ask the ComfyUI at ``url`` to unload its models (through ``lorakit.gpu.comfyui`` when
-    that module is installed). Returns what happened, for the queue's log; never raises.
+def free_comfyui(url: str, allow_remote: bool = False) -> str:
+    """Ask the ComfyUI at ``url`` to unload its models (``lorakit.gpu.comfyui.free``, which waits
+    until the memory is back) before the queue places a job. Returns what happened; never
+    raises. ComfyUI loads its models again on its next prompt: nothing to restore after."""
+    from lorakit.gpu import comfyui
 
-    Hook: ``lorakit.gpu.comfyui`` may define ``free(url) -> object`` (or ``unload``); the
-    queue calls it once per job before placing it. ComfyUI loads models again on its next
-    prompt, so nothing needs restoring after the job."""
     try:
-        from lorakit.gpu import comfyui  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return "ComfyUI not asked to unload (lorakit.gpu.comfyui is not available)"
-    fn = getattr(comfyui, "free", None) or getattr(comfyui, "unload", None)
-    if not callable(fn):
-        return "ComfyUI not asked to unload (lorakit.gpu.comfyui has no free/unload function)"
-    try:
-        result = fn(url)
-    except Exception as exc:  # a ComfyUI that is not running is normal
-        return f"ComfyUI at {url} not freed: {exc}"
-    return (
-        f"ComfyUI at {url} asked to unload its models ({result})" if result is not None else f"ComfyUI at {url} freed"
-    )
+        return comfyui.free(url, allow_remote=allow_remote).message
+    except LorakitError as exc:  # a remote URL without allow_remote, no way to read memory
+        return f"ComfyUI at {url} not asked to unload: {exc.message}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -457,7 +417,7 @@ class QueueRunner:
         poll_s: float = 2.0,
         margin_gib: float = DEFAULT_MARGIN_GIB,
         python: str = sys.executable,
-        comfyui: Callable[[str], str] = free_comfyui,
+        comfyui: Callable[[str, bool], str] = free_comfyui,
         lock_home: Path | None = None,
     ) -> None:
         self.store, self.allowed, self.share, self.facts = store, allowed, share, facts
@@ -584,17 +544,23 @@ class QueueRunner:
         pending = [j for j in q.jobs if j.status == "queued"]
         if not pending:
             return False
-        for job in pending:
+        if self.allowed is None and self.children:  # one by one: wait for the running job
+            return True
+        # ComfyUI: free it (once per URL and round) for the jobs this round may start
+        considered = pending[:1] if self.allowed is None else pending
+        urls: dict[tuple[str, bool], list[str]] = {}
+        for job in considered:
             if job.comfyui_url and job.id not in self._comfy_done:
                 self._comfy_done.add(job.id)
-                self.echo(f"job {job.id}: {self.comfyui(job.comfyui_url)}")
+                urls.setdefault((job.comfyui_url, job.comfyui_allow_remote), []).append(job.id)
+        for (url, remote), ids in urls.items():
+            self.echo(f"job {', '.join(ids)}: {self.comfyui(url, remote)}")
         facts = self.facts()
         ours = {g for c in self.children.values() for g in c.gpus}
-        locked = set(held_gpus([g.index for g in facts], self.lock_home)) - ours
+        lock_ids = {(g.nvml_index if g.nvml_index is not None else g.index): g.index for g in facts}
+        locked = {lock_ids[n] for n in held_gpus(list(lock_ids), self.lock_home)} - ours
         running = [RunningJob(c.job_id, c.gpus, c.estimate_gib) for c in self.children.values()]
         if self.allowed is None:  # one by one: the first queued job, when nothing runs
-            if self.children:
-                return True
             first = pending[0]
             req = JobRequest(first.id, first.estimate_gib, tuple(first.gpus) if first.gpus is not None else (0,))
             decisions = place([req], facts, running=running, locked=locked, share=self.share, margin_gib=self.margin)
