@@ -20,6 +20,7 @@ from lorakit.cli import resume as resume_cmd
 from lorakit.cli import runs as runs_cmd
 from lorakit.cli import setup as setup_cmd
 from lorakit.cli import train as train_cmd
+from lorakit.cli import vram as vram_cmd
 from lorakit.cli._console import err_console
 from lorakit.errors import LorakitError
 
@@ -38,6 +39,7 @@ train_cmd.register(app)
 resume_cmd.register(app)
 setup_cmd.register(app)
 doctor_cmd.register(app)
+vram_cmd.register(app)
 queue_cmd.register(app)
 
 

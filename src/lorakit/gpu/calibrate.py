@@ -3,6 +3,7 @@
     python -m lorakit.gpu.calibrate            # print the grid (estimate vs measured, error %)
     python -m lorakit.gpu.calibrate --write    # refit, write gpu/data/vram_coefficients.json
     python -m lorakit.gpu.calibrate --markdown # the grid as the Markdown table of docs/vram.md
+    python -m lorakit.gpu.calibrate --docs docs/vram.md  # put that table into the doc
 
 What is fitted (6 numbers): the overhead in every phase (CUDA context + allocator), the
 activations of one image per megapixel without gradient checkpointing for SDXL, SD 3.5 medium and
@@ -183,10 +184,24 @@ def markdown(rows: Sequence[GridRow]) -> str:
     return "\n".join(lines)
 
 
+GRID_START = "<!-- calibration-grid:start (python -m lorakit.gpu.calibrate --docs docs/vram.md) -->"
+GRID_END = "<!-- calibration-grid:end -->"
+
+
+def update_doc(path: Path, table: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    head, sep, rest = text.partition(GRID_START)
+    _, sep2, tail = rest.partition(GRID_END)
+    if not sep or not sep2:
+        raise SystemExit(f"{path}: the grid markers are missing ({GRID_START} … {GRID_END})")
+    path.write_text(f"{head}{GRID_START}\n{table}\n{GRID_END}{tail}", encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lorakit.gpu.calibrate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--write", action="store_true", help="refit and write gpu/data/vram_coefficients.json")
     ap.add_argument("--markdown", action="store_true", help="print the grid as a Markdown table")
+    ap.add_argument("--docs", type=Path, help="replace the table between the grid markers in this Markdown file")
     args = ap.parse_args(argv)
     rows, skipped = load_all()
     if args.write:
@@ -196,7 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         c = Coefficients.from_json(json.loads(COEFFICIENTS_FILE.read_text())) if COEFFICIENTS_FILE.is_file() else PRIOR
     g = grid(rows, c)
-    if args.markdown:
+    if args.docs is not None:
+        update_doc(args.docs, markdown(g))
+        print(f"updated the grid in {args.docs}")
+    elif args.markdown:
         print(markdown(g))
     else:
         for item in g:

@@ -9,7 +9,8 @@ Verdict, with the estimator's ±10 % accuracy as the margin (``MARGIN``):
 Suggestions: every combination of the memory savers below is estimated; those that fit are kept
 when no smaller set of the same changes fits too, and ranked by throughput cost (the images/s
 lost, from the speed model in ``lorakit.gpu.throughput``). A lower resolution changes what the LoRA
-learns, so it is always ranked after the changes that keep the training the same. Savers: turn on
+learns, so it is ranked after the changes that keep the training the same, and only listed when
+nothing else fits or when it costs less speed than the best of those. Savers: turn on
 gradient checkpointing, lower the batch (same image visits), 8-bit optimizer states, full_bf16,
 fp8 base, block swap (SD 3.5), cache latents / text-encoder outputs, lower resolution.
 
@@ -411,10 +412,17 @@ def suggestions(
     # keep minimal sets: drop an option when a subset of its changes already reaches the verdict
     raw = {id(o): _raw_changes(current, o.shape) for o in good}
     minimal = [o for o in good if not any(_is_sub(raw[id(p)], raw[id(o)]) for p in good)]
+    # of options changing the same settings, keep the gentlest: the highest resolution, then the cheapest
+    by_keys: dict[frozenset[str], Option] = {}
+    for o in sorted(minimal, key=lambda o: (-min(o.shape.width, o.shape.height), o.throughput_cost)):
+        by_keys.setdefault(frozenset(raw[id(o)]), o)
+    minimal = list(by_keys.values())
     minimal.sort(key=lambda o: (o.changes_result, round(o.throughput_cost, 3), len(o.words), o.estimate_gib))
     same = [o for o in minimal if not o.changes_result][:MAX_SUGGESTIONS]
-    different = [o for o in minimal if o.changes_result][:MAX_RESULT_CHANGING]
-    return same + different
+    different = [o for o in minimal if o.changes_result]
+    if same:  # a lower resolution only when it costs less speed than keeping the training the same
+        different = [o for o in different if o.throughput_cost < same[0].throughput_cost]
+    return same + different[:MAX_RESULT_CHANGING]
 
 
 def _raw_changes(old: TrainShape, new: TrainShape) -> dict[str, Any]:
