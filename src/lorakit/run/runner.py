@@ -628,6 +628,12 @@ def run_planned(
         opts.gpu_index = spec.training.gpus[0]
     if opts.context == Context():
         opts.context = context_for(planned)
+    if opts.expected_s_per_step is None and opts.gpu_index is not None:
+        from lorakit.run.watch import expected_s_per_step
+
+        expected = expected_s_per_step(spec, opts.gpu_index)
+        if expected is not None:
+            opts.expected_s_per_step = expected[0]
     folder.update_state(
         run_dir,
         status="running",

@@ -23,9 +23,12 @@ import contextlib
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lorakit.run.events import Progress, WarningEvent
+
+if TYPE_CHECKING:
+    from lorakit.config.schema import TrainSpec
 
 SPILL_FIX = (
     "the GPU is out of memory and the driver is spilling into shared system memory (Windows/WSL2 "
@@ -162,15 +165,17 @@ class SpeedWatch:
 
 
 class GpuSampler:
-    """GPU memory/utilisation through NVML, imported lazily; ``read()`` is None without NVML
-    or GPU. (Kept here until ``lorakit.gpu`` offers a reading of its own.)"""
+    """GPU memory/utilisation for the live view and the watch; ``read()`` is None without NVML
+    or GPU. The GPU is found once through ``lorakit.gpu.nvml`` (which maps the CUDA index
+    sd-scripts sees, ``CUDA_VISIBLE_DEVICES`` included, to NVML's); then one NVML handle is
+    kept open for the run so that polling at 1 Hz stays cheap (nvmlInit per reading is not)."""
 
     def __init__(self, index: int = 0) -> None:
         self.index = index
         self._handle: Any = None
         self._nvml: Any = None
         self._failed = False
-        self._name: str | None = None
+        self.name: str | None = None
 
     def _init(self) -> bool:
         if self._failed:
@@ -178,15 +183,18 @@ class GpuSampler:
         if self._handle is not None:
             return True
         try:
+            from lorakit.gpu import nvml as lk_nvml
+
+            info = lk_nvml.gpu(self.index, processes=False)
             import pynvml
 
             pynvml.nvmlInit()
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
-            name = pynvml.nvmlDeviceGetName(self._handle)
-            self._name = name.decode() if isinstance(name, bytes) else str(name)
             self._nvml = pynvml
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(info.nvml_index)
+            self.name = info.name
         except Exception:  # no library, no driver, no GPU: the view just omits GPU figures
             self._failed = True
+            self.close()
             return False
         return True
 
@@ -201,7 +209,7 @@ class GpuSampler:
                 util = int(nv.nvmlDeviceGetUtilizationRates(self._handle).gpu)
             except Exception:
                 util = None
-            return GpuReading(int(mem.used), int(mem.total), util, self._name)
+            return GpuReading(int(mem.used), int(mem.total), util, self.name)
         except Exception:
             return None
 
@@ -211,3 +219,23 @@ class GpuSampler:
                 self._nvml.nvmlShutdown()
             self._nvml = None
             self._handle = None
+
+
+def expected_s_per_step(spec: TrainSpec, gpu_index: int = 0) -> tuple[float, str] | None:
+    """(s/step, basis) the speed model expects for this spec on this machine's GPU, when that
+    GPU's class has measurements of its own (a nearest-card guess would raise false alarms);
+    None otherwise, or without a GPU."""
+    try:
+        from lorakit.gpu import nvml as lk_nvml
+        from lorakit.gpu.estimate import shape_from_spec
+        from lorakit.gpu.throughput import gpu_class, load_speed_table
+
+        info = lk_nvml.gpu(gpu_index, processes=False)
+        table = load_speed_table()
+        family = spec.model.family
+        if (gpu_class(info.name), family) not in table.models:
+            return None
+        model, basis = table.model_for(info.name, family, info.total_gib)
+        return model.s_per_step(shape_from_spec(spec)), basis
+    except Exception:  # no GPU, no data: the watch falls back to the slowdown check
+        return None
