@@ -114,9 +114,17 @@ def build_nasty(root: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def _nasty_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_nasty(tmp_path_factory.mktemp("template") / "raw")
+
+
 @pytest.fixture
-def nasty(tmp_path: Path) -> Path:
-    return build_nasty(tmp_path / "raw")
+def nasty(tmp_path: Path, _nasty_template: Path) -> Path:
+    """A fresh copy of the nasty folder per test (built once per session)."""
+    import shutil
+
+    return Path(shutil.copytree(_nasty_template, tmp_path / "raw"))
 
 
 def build_concepts(root: Path, counts: dict[str, int], seed0: int = 100) -> Path:

@@ -328,3 +328,26 @@ def test_all_broken_is_an_error(tmp_path: Path) -> None:
         prepare_dataset(PrepareOptions(src, trigger="x"))
     assert "a.jpg: empty file (0 bytes)" in e.value.message
     assert not (tmp_path / "bad-prepared").exists()
+
+
+def test_trigger_from_a_kohya_named_folder_and_trigger_merges_subfolders(tmp_path: Path) -> None:
+    src = build_concepts(tmp_path / "raw", {"5_ohwx woman": 3})
+    report = prepare_dataset(PrepareOptions(src / "5_ohwx woman", jobs=1))
+    assert [c.folder for c in report.concepts] == ["10_ohwx woman"]  # trigger/class from the name; repeats re-chosen
+    assert any("taken from the folder name" in n for n in report.notes)
+
+    src2 = build_concepts(tmp_path / "raw2", {"indoor": 2, "outdoor": 2}, seed0=300)
+    merged = prepare_dataset(PrepareOptions(src2, trigger="sks", jobs=1))
+    assert not merged.multi
+    assert sorted(r.output or "" for r in merged.records) == [
+        "10_sks/indoor_img_00.jpg", "10_sks/indoor_img_01.jpg", "10_sks/outdoor_img_00.jpg", "10_sks/outdoor_img_01.jpg",
+    ]  # fmt: skip
+
+
+def test_top_level_images_without_trigger_is_an_error(tmp_path: Path) -> None:
+    src = build_concepts(tmp_path / "raw", {"x": 1})
+    photo(1, 64, 64).save(src / "top.jpg")
+    with pytest.raises(DatasetError) as e:
+        prepare_dataset(PrepareOptions(src))
+    assert "no trigger was given" in e.value.message
+    assert e.value.fix and "--trigger" in e.value.fix
