@@ -16,6 +16,7 @@ from lorakit.cli import dataset as dataset_cmd
 from lorakit.cli import doctor as doctor_cmd
 from lorakit.cli import presets as presets_cmd
 from lorakit.cli import queue as queue_cmd
+from lorakit.cli import report as report_cmd
 from lorakit.cli import resume as resume_cmd
 from lorakit.cli import runs as runs_cmd
 from lorakit.cli import setup as setup_cmd
@@ -41,6 +42,7 @@ setup_cmd.register(app)
 doctor_cmd.register(app)
 vram_cmd.register(app)
 queue_cmd.register(app)
+report_cmd.register(app)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,224 @@
+"""The figures of a run, computed from its events alone (never from the raw log).
+
+:func:`summarize` is pure: typed events (``lorakit.run.events``) plus the extra keys of the raw
+event lines (peak VRAM) and the run's ``state.json`` (preset, name) → a :class:`RunSummary`.
+
+- steps: the last progress event's step / total (planned total from ``started`` otherwise);
+- time: the ``finished`` event's duration, else the span of the events;
+- s/step: the steady-state rate, warm-up excluded: the slope of elapsed time over the steps
+  after the first ``WARMUP_STEPS`` (tqdm's ``elapsed`` when present, else event times);
+  with too few steps, the median of tqdm's own rate;
+- images/s: batch size (``dataset`` event) × GPUs (``--num_processes`` in the ``started``
+  argv) ÷ s/step;
+- losses: final ``avr_loss`` (sd-scripts' running mean) and the mean of the per-step losses;
+- peak VRAM: any event's ``peak_vram_gib`` — a number, or ``{gpu index: GiB}`` — max per GPU.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lorakit.run.events import (
+    Checkpoint,
+    DatasetSummary,
+    ErrorEvent,
+    Event,
+    Finished,
+    Progress,
+    Sample,
+    Started,
+    StateSaved,
+    WarningEvent,
+)
+
+WARMUP_STEPS = 2
+
+
+@dataclass(frozen=True)
+class LossPoint:
+    step: int
+    loss: float | None
+    avr_loss: float | None
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    path: str
+    step: int | None
+    epoch: int | None
+    kind: str = "lora"  # lora | state
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    name: str
+    preset: str | None
+    status: str  # done | failed | interrupted | running
+    exit_code: int | None
+    step: int
+    total_steps: int | None
+    duration_s: float | None
+    s_per_step: float | None
+    images_per_s: float | None
+    batch_size: int | None
+    n_gpus: int
+    final_loss: float | None
+    avg_loss: float | None
+    losses: tuple[LossPoint, ...]
+    checkpoints: tuple[CheckpointRow, ...]
+    samples: tuple[str, ...]
+    peak_vram_gib: Mapping[str, float] = field(default_factory=dict)
+    lora: str | None = None
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    epochs: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "preset": self.preset,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "epochs": self.epochs,
+            "duration_s": self.duration_s,
+            "s_per_step": self.s_per_step,
+            "images_per_s": self.images_per_s,
+            "batch_size": self.batch_size,
+            "n_gpus": self.n_gpus,
+            "final_loss": self.final_loss,
+            "avg_loss": self.avg_loss,
+            "checkpoints": [
+                {"path": c.path, "step": c.step, "epoch": c.epoch, "kind": c.kind} for c in self.checkpoints
+            ],
+            "samples": list(self.samples),
+            "peak_vram_gib": dict(self.peak_vram_gib),
+            "lora": self.lora,
+            "errors": list(self.errors),
+            "warnings": list(self.warnings),
+        }
+
+
+def _num_processes(argv: Sequence[str]) -> int:
+    for i, a in enumerate(argv):
+        if a.startswith("--num_processes="):
+            value = a.split("=", 1)[1]
+        elif a == "--num_processes" and i + 1 < len(argv):
+            value = argv[i + 1]
+        else:
+            continue
+        if value.isdigit():
+            return max(1, int(value))
+    return 1
+
+
+def steady_s_per_step(progress: Sequence[Progress]) -> float | None:
+    """Seconds per step from the steps after the warm-up (least-squares slope of time over step)."""
+    by_step: dict[int, Progress] = {}
+    for p in progress:
+        by_step[p.step] = p  # the last report of each step
+    points = sorted(by_step.values(), key=lambda p: p.step)
+    use_elapsed = all(p.elapsed_s is not None for p in points)
+    xs = [float(p.step) for p in points if p.step > WARMUP_STEPS]
+    ys = [
+        float(p.elapsed_s if use_elapsed and p.elapsed_s is not None else p.t) for p in points if p.step > WARMUP_STEPS
+    ]
+    if len(xs) >= 2 and xs[-1] > xs[0]:
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        var = sum((x - mx) ** 2 for x in xs)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
+        if slope > 0:
+            return slope
+    rates = [p.s_per_step for p in points if p.s_per_step]
+    return statistics.median(rates) if rates else None
+
+
+def peak_vram(raw: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    peaks: dict[str, float] = {}
+    for line in raw:
+        value = line.get("peak_vram_gib")
+        items: list[tuple[str, Any]]
+        if isinstance(value, int | float):
+            items = [("0", value)]
+        elif isinstance(value, Mapping):
+            items = [(str(k), v) for k, v in value.items()]
+        else:
+            continue
+        for gpu, gib in items:
+            if isinstance(gib, int | float):
+                peaks[gpu] = max(peaks.get(gpu, 0.0), float(gib))
+    return dict(sorted(peaks.items()))
+
+
+def summarize(
+    events: Sequence[Event],
+    raw: Sequence[Mapping[str, Any]] = (),
+    state: Mapping[str, Any] | None = None,
+    run_dir: Path | None = None,
+) -> RunSummary:
+    state = state or {}
+    started = [e for e in events if isinstance(e, Started)]
+    finished = [e for e in events if isinstance(e, Finished)]
+    progress = [e for e in events if isinstance(e, Progress)]
+    datasets = [e for e in events if isinstance(e, DatasetSummary)]
+    last_progress = progress[-1] if progress else None
+
+    n_gpus = _num_processes(started[-1].argv) if started else 1
+    batch = next((d.batch_size for d in reversed(datasets) if d.batch_size), None)
+    total = (
+        last_progress.total
+        if last_progress
+        else next((d.total_steps for d in reversed(datasets) if d.total_steps), None)
+        or (started[-1].total_steps if started else None)
+    )
+    if finished and finished[-1].duration_s is not None:
+        duration: float | None = finished[-1].duration_s
+    elif len(events) >= 2:
+        duration = max(e.t for e in events) - min(e.t for e in events)
+    else:
+        duration = None
+    sps = steady_s_per_step(progress)
+    per_step: dict[int, LossPoint] = {}
+    for p in progress:
+        if p.loss is not None or p.avr_loss is not None:
+            per_step[p.step] = LossPoint(p.step, p.loss, p.avr_loss)
+    losses = tuple(sorted(per_step.values(), key=lambda lp: lp.step))
+    step_losses = [lp.loss for lp in losses if lp.loss is not None]
+    avr = [lp.avr_loss for lp in losses if lp.avr_loss is not None]
+    status = finished[-1].status if finished else str(state.get("status") or ("running" if events else "unknown"))
+    name = str(state.get("name") or (run_dir.name if run_dir else "run"))
+    epochs = next((d.epochs for d in reversed(datasets) if d.epochs), None)
+    return RunSummary(
+        name=name,
+        preset=str(state["preset"]) if state.get("preset") else None,
+        status=status,
+        exit_code=finished[-1].exit_code if finished else None,
+        step=last_progress.step if last_progress else 0,
+        total_steps=total,
+        duration_s=duration,
+        s_per_step=sps,
+        images_per_s=(batch * n_gpus / sps) if (batch and sps) else None,
+        batch_size=batch,
+        n_gpus=n_gpus,
+        final_loss=avr[-1] if avr else (step_losses[-1] if step_losses else None),
+        avg_loss=statistics.fmean(step_losses) if step_losses else (statistics.fmean(avr) if avr else None),
+        losses=losses,
+        checkpoints=tuple(
+            CheckpointRow(e.path, e.step, e.epoch, "state" if isinstance(e, StateSaved) else "lora")
+            for e in events
+            if isinstance(e, Checkpoint | StateSaved)
+        ),
+        samples=tuple(dict.fromkeys(e.path for e in events if isinstance(e, Sample))),
+        peak_vram_gib=peak_vram(raw),
+        lora=finished[-1].lora if finished else None,
+        errors=tuple(
+            f"{e.kind}: {e.message}" + (f" Fix: {e.fix}" if e.fix else "") for e in events if isinstance(e, ErrorEvent)
+        ),
+        warnings=tuple(e.message for e in events if isinstance(e, WarningEvent)),
+        epochs=epochs,
+    )

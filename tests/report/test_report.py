@@ -1,0 +1,183 @@
+"""`lorakit report RUN`: report.png / samples.png / report.html from a small events.jsonl."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lorakit.errors import LorakitError
+from lorakit.report.build import build_report, grid_layout
+from lorakit.report.summary import steady_s_per_step, summarize
+from lorakit.run.events import (
+    Checkpoint,
+    DatasetSummary,
+    EpochStarted,
+    ErrorEvent,
+    EventLog,
+    Finished,
+    Progress,
+    Sample,
+    Started,
+    WarningEvent,
+)
+from lorakit.run.folder import write_state
+
+T0 = 1_795_000_000.0
+ARGV = ["python", "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes=2", "x/sdxl_train_network.py"]
+
+
+def write_run(run_dir: Path, *, samples: bool = True, finished: bool = True) -> Path:
+    """A 20-step run: 10 s of warm-up, then 0.5 s/step; batch 2 on 2 GPUs; two checkpoints."""
+    run_dir.mkdir(parents=True)
+    write_state(run_dir, {"status": "done", "name": "comic", "preset": "comic-style"})
+    with EventLog(run_dir / "events.jsonl") as log:
+        log.append(Started(t=T0, run_dir=str(run_dir), argv=ARGV, pid=123, total_steps=20))
+        log.append(
+            DatasetSummary(t=T0 + 1, images_x_repeats=40, batches_per_epoch=20, epochs=2, batch_size=2, total_steps=20)
+        )
+        for epoch in (1, 2):
+            log.append(EpochStarted(t=T0 + 2, epoch=epoch, total=2))
+            for step in range(10 * (epoch - 1) + 1, 10 * epoch + 1):
+                elapsed = 10.0 + 0.5 * (step - 1) if step > 1 else 10.0
+                loss = 0.2 - 0.005 * step
+                log.append(
+                    Progress(
+                        t=T0 + 5 + elapsed, step=step, total=20, loss=loss, avr_loss=loss + 0.01,
+                        s_per_step=0.5, elapsed_s=elapsed,
+                    )
+                )  # fmt: skip
+            log.append(Checkpoint(t=T0 + 6 + 10 * epoch, path=str(run_dir / f"comic-00000{epoch}.safetensors"),
+                                  step=10 * epoch, epoch=epoch))  # fmt: skip
+        log.append(WarningEvent(t=T0 + 20, code="slow", message="steady s/step is high"))
+        if samples:
+            sample_dir = run_dir / "sample"
+            sample_dir.mkdir()
+            from PIL import Image
+
+            for step in (10, 20):
+                for prompt in (0, 1):
+                    p = sample_dir / f"comic_{step:06d}_{prompt:02d}_20261123120000.png"
+                    Image.new("RGB", (512, 384), (40 * prompt + 100, step * 5, 80)).save(p)
+                    log.append(Sample(t=T0 + 21, path=str(p)))
+        if finished:
+            log.append(Finished(t=T0 + 30, status="done", exit_code=0, duration_s=125.0,
+                                lora=str(run_dir / "comic.safetensors")))  # fmt: skip
+    with (run_dir / "events.jsonl").open("a") as fh:  # a newer writer's extra keys; then a torn line
+        fh.write(json.dumps({"t": T0 + 31, "type": "gpu", "peak_vram_gib": {"0": 17.25, "1": 17.5}}) + "\n")
+        fh.write(json.dumps({"t": T0 + 31, "type": "finished", "peak_vram_gib": {"0": 18.0}})[:-3] + "\n")
+        fh.write('{"t": 1, "type": "progr')
+    return run_dir
+
+
+def test_summary_figures(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "runs" / "comic-20261123-120000")
+    files = build_report(run)
+    s = files.summary
+    assert (s.name, s.preset, s.status, s.exit_code) == ("comic", "comic-style", "done", 0)
+    assert (s.step, s.total_steps, s.epochs, s.duration_s) == (20, 20, 2, 125.0)
+    assert s.s_per_step == pytest.approx(0.5)  # warm-up (10 s before step 1) excluded
+    assert (s.batch_size, s.n_gpus) == (2, 2)
+    assert s.images_per_s == pytest.approx(8.0)  # 2 × 2 images per 0.5 s
+    assert s.final_loss == pytest.approx(0.2 - 0.1 + 0.01)
+    assert s.avg_loss == pytest.approx(sum(0.2 - 0.005 * i for i in range(1, 21)) / 20)
+    assert [(c.step, c.epoch) for c in s.checkpoints] == [(10, 1), (20, 2)]
+    assert dict(s.peak_vram_gib) == {"0": 17.25, "1": 17.5}
+    assert s.warnings == ("steady s/step is high",)
+
+
+def test_cli_writes_png_html_and_samples_grid(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "runs" / "comic-20261123-120000")
+    (run / "train.log").write_text("steps: 100%|#####| 999/999 avr_loss=9.99\n")  # never read
+    r = subprocess.run(
+        [sys.executable, "-m", "lorakit", "report", "last", "--runs-dir", str(tmp_path / "runs"), "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["step"] == 20 and out["report_html"] == str(run / "report.html")
+    from PIL import Image
+
+    with Image.open(run / "report.png") as im:
+        assert im.format == "PNG" and im.size == (900, 450)
+    with Image.open(run / "samples.png") as im:
+        # 2 sampling steps (rows) × 2 prompts (columns) of 256 px thumbnails, plus the label column
+        assert im.size == (110 + 2 * 256, 2 * 256)
+        # step 10 / prompt 1 sample colour lands in row 0, column 1 (a 512×384 image → 256×192)
+        assert im.getpixel((110 + 256 + 128, 128)) == (140, 50, 80)
+    page = (run / "report.html").read_text()
+    for text in (
+        "<th>preset</th><td>comic-style</td>",
+        "<th>steps</th><td>20 / 20, 2 epochs</td>",
+        "<th>time</th><td>2m 05s</td>",
+        "<th>s/step (steady)</th><td>0.500</td>",
+        "<th>images/s</th><td>8.00</td>",
+        "<th>batch</th><td>2 × 2 GPU(s)</td>",
+        "<th>checkpoints</th><td>2</td>",
+        "<th>peak VRAM</th><td>GPU 0: 17.2 GiB, GPU 1: 17.5 GiB</td>",
+        '<img src="report.png"',
+        '<img src="samples.png"',
+        "comic-000002.safetensors",
+        "steady s/step is high",
+    ):
+        assert text in page
+    assert "9.99" not in page and "999" not in page
+
+
+def test_text_output_and_no_samples(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", samples=False, finished=False)
+    (run / "samples.png").write_bytes(b"stale")
+    r = subprocess.run(
+        [sys.executable, "-m", "lorakit", "report", str(run)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert "images/s" in r.stdout and "8.00" in r.stdout
+    assert f"wrote {run / 'report.html'}" in r.stdout
+    assert not (run / "samples.png").exists()  # a regenerated report drops a stale grid
+    page = (run / "report.html").read_text()
+    assert "Samples" not in page
+    assert "<th>status</th><td>done</td>" in page  # from state.json while no finished event
+
+
+def test_failed_run_without_losses(tmp_path: Path) -> None:
+    run = tmp_path / "oom-run"
+    run.mkdir()
+    with EventLog(run / "events.jsonl") as log:
+        log.append(Started(t=T0, run_dir=str(run), argv=["python", "x.py"], total_steps=100))
+        log.append(ErrorEvent(t=T0 + 40, kind="oom", message="CUDA out of memory", fix="lorakit vram-check"))
+        log.append(Finished(t=T0 + 41, status="failed", exit_code=1, duration_s=41.0))
+    files = build_report(run)
+    assert files.png is None and files.samples is None
+    assert not (run / "report.png").exists()
+    page = files.html.read_text()
+    assert "failed (exit code 1)" in page
+    assert "oom: CUDA out of memory Fix: lorakit vram-check" in page
+    assert files.summary.n_gpus == 1 and files.summary.s_per_step is None
+
+
+def test_no_events_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(LorakitError, match="has no events.jsonl"):
+        build_report(tmp_path)
+
+
+def test_steady_rate_falls_back_to_tqdm_rate() -> None:
+    few = [Progress(t=T0, step=1, total=3, s_per_step=0.9), Progress(t=T0 + 1, step=2, total=3, s_per_step=1.1)]
+    assert steady_s_per_step(few) == pytest.approx(1.0)
+    assert summarize([]).status == "unknown"
+
+
+def test_grid_layout_orders_rows_and_keeps_other_names() -> None:
+    paths = [
+        Path("s/comic_e000002_00_20261123120000.png"),
+        Path("s/comic_e000001_01_20261123120000.png"),
+        Path("s/comic_e000001_00_20261123120000.png"),
+        Path("s/handmade.png"),
+    ]
+    rows = grid_layout(paths)
+    assert [label for label, _ in rows] == ["epoch 1", "epoch 2", ""]
+    assert rows[0][1] == [paths[2], paths[1]]
+    assert rows[1][1] == [paths[0], None]
+    assert rows[2][1] == [paths[3]]
