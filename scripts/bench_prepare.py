@@ -163,7 +163,8 @@ def main() -> None:
     import PIL
 
     print(f"machine: {os.cpu_count()} CPUs, {cores} worker(s); Pillow {PIL.__version__}; {sj}")
-    print(f"input: {len(paths)} JPEGs {W}×{H} q90, {sum(p.stat().st_size for p in paths) / len(paths) / 1e6:.1f} MB each")
+    mb = sum(p.stat().st_size for p in paths) / len(paths) / 1e6
+    print(f"input: {len(paths)} JPEGs {W}×{H} q90, {mb:.1f} MB each")
 
     bn = min(args.baseline_n, len(paths))
     print(f"(a) baseline, 1 process, {bn} images: Pillow open → LANCZOS to 3072×2304 → PNG (level 6) …", flush=True)
