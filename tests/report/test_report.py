@@ -159,7 +159,7 @@ def test_failed_run_without_losses(tmp_path: Path) -> None:
 
 
 def test_no_events_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(LorakitError, match="has no events.jsonl"):
+    with pytest.raises(LorakitError, match=r"has no events\.jsonl"):
         build_report(tmp_path)
 
 

@@ -171,8 +171,8 @@ def write_loss_plot(summary: RunSummary, dest: Path) -> Path | None:
 def _duration(s: float | None) -> str:
     if s is None:
         return "–"
-    s = int(round(s))
-    h, rem = divmod(s, 3600)
+    total = round(s)
+    h, rem = divmod(total, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s"
 
