@@ -181,3 +181,45 @@ def test_grid_layout_orders_rows_and_keeps_other_names() -> None:
     assert rows[0][1] == [paths[2], paths[1]]
     assert rows[1][1] == [paths[0], None]
     assert rows[2][1] == [paths[3]]
+
+
+def test_report_of_a_real_lorakit_train_run(tmp_path: Path) -> None:
+    """End to end: `lorakit train` (fake trainer printing sd-scripts' lines) → events → report."""
+    from tests.conftest import make_kohya_dataset
+    from tests.queue.queue_fakes import FakeInstall
+
+    fake = FakeInstall(tmp_path / "inst")
+    data = make_kohya_dataset(tmp_path / "data", {"5_zzc style": 3})
+    lines = [
+        "  num train images * repeats / 学習画像の数×繰り返し回数: 15",
+        "  num batches per epoch / 1epochのバッチ数: 15",
+        "  num epochs / epoch数: 1",
+        "  batch size per device / バッチサイズ: 1",
+        "  total optimization steps / 学習ステップ数: 15",
+        "epoch 1/1",
+    ]
+    for n in range(1, 16):
+        mm, ss = divmod(4 + n, 60)
+        lines.append(
+            f"steps: {n * 100 // 15:3d}%|#  | {n}/15 [{mm:02d}:{ss:02d}<00:10,  1.00s/it, avr_loss={0.3 - n / 100:.3f}]"
+        )
+    fake.plan({"rep": {"lines": lines}})
+    env = fake.env(tmp_path / "home")
+    (tmp_path / "home").mkdir()
+    r = subprocess.run(
+        [sys.executable, "-m", "lorakit", "train", "--preset", "comic-style", "--data", str(data), "--quiet",
+         "--set", f"model.checkpoint={fake.checkpoint}", "--set", "output.name=rep"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "lorakit", "report", "last", "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["status"], out["step"], out["total_steps"], out["batch_size"]) == ("done", 15, 15, 1)
+    assert out["s_per_step"] == pytest.approx(1.0)
+    assert out["final_loss"] == pytest.approx(0.15)
+    assert out["lora"].endswith("rep.safetensors")
+    assert Path(out["report_png"]).is_file()

@@ -29,7 +29,7 @@ def report(run: str = RunArg, runs_dir: Path = RunsDirOpt, as_json: bool = JsonO
     from lorakit.report.build import build_report, summary_rows
     from lorakit.run.folder import find_run
 
-    run_dir = find_run(run, runs_dir)
+    run_dir = find_run(run, runs_dir).absolute()
     files = build_report(run_dir)
     if as_json:
         out = files.summary.as_dict() | {
