@@ -96,7 +96,8 @@ def run_prepare(src: Path, out: Path, jobs: int | None, fast: bool) -> tuple[flo
     opts = PrepareOptions(src, trigger="bench", out=out, jobs=jobs, fast_jpeg=fast, near_dup_distance=6)
     c0, t0 = cpu_seconds(), time.perf_counter()
     report = prepare_dataset(opts)
-    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds() - c0 + report.worker_cpu_seconds  # this process + the workers (forkserver children)
     t1 = time.perf_counter()
     again = prepare_dataset(opts)
     assert again.processed == 0

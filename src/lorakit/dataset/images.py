@@ -27,8 +27,9 @@ import hashlib
 import importlib
 import io
 import math
+import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +103,7 @@ class ImageResult:
     out_height: int = 0
     actions: tuple[str, ...] = ()
     copied: bool = False
+    cpu_seconds: float = 0.0  # CPU time this image took in its worker
 
 
 # ---------------------------------------------------------------- decisions (pure)
@@ -218,9 +220,11 @@ def _fast_decode(sj: Any, data: bytes, kw: dict[str, int]) -> Image:
 def process_image(job: ImageJob) -> ImageResult:
     """Inspect (``out_dir`` None) or prepare one image. Never raises for a bad image."""
     _register_plugins()
+    start = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _process(job)
+        result = _process(job)
+    return replace(result, cpu_seconds=time.process_time() - start)
 
 
 def _broken(job: ImageJob, sha: str, size: int, why: str) -> ImageResult:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -9,6 +11,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from lorakit.dataset.images import ImageJob, ImageResult, process_image
 
 Progress = Callable[[int, int], None]
+
+
+def _context() -> multiprocessing.context.BaseContext | None:
+    """forkserver where there is one: workers fork from a clean server process, never from this one,
+    which may run threads (the progress display) that a plain fork would copy mid-lock."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["lorakit.dataset.images", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin"])
+    return ctx
 
 
 def cpu_count() -> int:
@@ -33,7 +45,7 @@ def run_jobs(
         return [r for r in results if r is not None]
 
     done = 0
-    with ProcessPoolExecutor(max_workers=n) as ex:
+    with ProcessPoolExecutor(max_workers=n, mp_context=_context()) as ex:
         # keep a bounded number in flight: cancelling on Ctrl-C is then quick
         pending: dict[Future[ImageResult], int] = {}
         it = iter(enumerate(jobs))

@@ -93,6 +93,7 @@ class PrepareReport:
     reused: int = 0
     processed: int = 0
     seconds: float = 0.0
+    worker_cpu_seconds: float = 0.0  # CPU time of the per-image work, all workers together
 
     def of(self, status: str) -> list[ImageRecord]:
         return [r for r in self.records if r.status == status]
@@ -355,6 +356,7 @@ def _build(
     report = PrepareReport(
         disc.source, out, disc.multi, concept_reports, schedule, records, orphans, ignored, tags, notes,
         reused=sum(1 for it in items if it.reused), processed=len(todo) + len(late),
+        worker_cpu_seconds=sum(it.result.cpu_seconds for it in items if it.result and not it.reused),
     )  # fmt: skip
     write_manifest(staging, manifest_payload(report, opts, settings))
     return report
