@@ -150,4 +150,4 @@ def test_apply_clones_checks_out_and_stops_at_failing_step(
 def test_setup_pins_the_commit_of_the_flag_manifest() -> None:
     from lorakit.kohya.manifest import manifest_commit
 
-    assert SD_SCRIPTS_COMMIT == manifest_commit()
+    assert manifest_commit() == SD_SCRIPTS_COMMIT
