@@ -162,15 +162,12 @@ def _stats_reader(base: str, gpu_index: int) -> Callable[[], int]:
     return read
 
 
-def _nvml_reader(gpu_index: int) -> Callable[[], int]:
+def _nvml_reader(gpu_index: int) -> tuple[Callable[[], int], Callable[[], None]]:
+    """(read free bytes, close); raises EnvironmentProblem now if there is no NVML."""
     from lorakit.gpu import nvml
 
-    nvml.free_bytes(gpu_index)  # raises EnvironmentProblem now if there is no NVML
-
-    def read() -> int:
-        return nvml.free_bytes(gpu_index)
-
-    return read
+    reader = nvml.DeviceReader(gpu_index)
+    return (lambda: reader.memory().free_bytes), reader.close
 
 
 def free(
@@ -193,17 +190,35 @@ def free(
     """
     base = check_url(url, allow_remote)
     read: Callable[[], int] | None = None
+    close: Callable[[], None] = lambda: None  # noqa: E731
     source = ""
-    why_no_reading = ""
     if memory in ("auto", "nvml"):
         try:
-            read, source = _nvml_reader(gpu_index), "NVML"
-        except EnvironmentProblem as exc:
+            read, close = _nvml_reader(gpu_index)
+            source = "NVML"
+        except EnvironmentProblem:
             if memory == "nvml":
                 raise
-            why_no_reading = exc.message
     if read is None:
         read, source = _stats_reader(base, gpu_index), "ComfyUI /system_stats"
+    try:
+        return _free(base, read, source, timeout_s, poll_s, settle_s, first_rise_s, min_rise_bytes, connect_timeout_s)
+    finally:
+        close()
+
+
+def _free(
+    base: str,
+    read: Callable[[], int],
+    source: str,
+    timeout_s: float,
+    poll_s: float,
+    settle_s: float,
+    first_rise_s: float,
+    min_rise_bytes: int,
+    connect_timeout_s: float,
+) -> FreeResult:
+    why_no_reading = ""
 
     try:
         before: int | None = read()

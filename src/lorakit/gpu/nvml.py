@@ -222,3 +222,51 @@ def gpu(index: int = 0, processes: bool = True) -> GpuInfo:
 def free_bytes(index: int = 0) -> int:
     """Free memory of one GPU now (for polling)."""
     return gpu(index, processes=False).free_bytes
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    total_bytes: int
+    used_bytes: int
+    free_bytes: int
+
+
+class DeviceReader:
+    """One GPU kept open for cheap repeated readings (polling at 1–4 Hz): one nvmlInit and one
+    handle for its lifetime instead of one per reading. Use as a context manager, or ``close()``.
+    Raises EnvironmentProblem like ``gpu()`` when there is no driver or no such GPU."""
+
+    def __init__(self, index: int = 0) -> None:
+        info = gpu(index, processes=False)  # maps the CUDA index; raises with a clear message
+        self.index = index
+        self.name = info.name
+        self._nv = _import_pynvml()
+        try:
+            self._nv.nvmlInit()
+        except self._nv.NVMLError as exc:
+            raise EnvironmentProblem(f"no NVIDIA GPU driver answered ({_nvml_reason(self._nv, exc)})") from None
+        self._open = True
+        self._handle = self._nv.nvmlDeviceGetHandleByIndex(info.nvml_index)
+
+    def memory(self) -> MemoryReading:
+        mem = self._nv.nvmlDeviceGetMemoryInfo(self._handle)
+        return MemoryReading(int(mem.total), int(mem.used), int(mem.free))
+
+    def utilization(self) -> int | None:
+        """GPU busy percentage over the driver's last sample period, None if not reported."""
+        try:
+            return int(self._nv.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+        except self._nv.NVMLError:
+            return None
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            with suppress(self._nv.NVMLError):
+                self._nv.nvmlShutdown()
+
+    def __enter__(self) -> DeviceReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
