@@ -299,3 +299,43 @@ def test_saved_states_and_absolute_spec(tmp_path: Path) -> None:
     assert out["model"] == {"checkpoint": "/home/u/models/a.safetensors", "vae": None}
     assert out["dataset"] == {"folder": "/abs/data", "concepts": [{"folder": "/home/u/c1"}]}
     assert out["output"] == {"folder": "/home/u/runs", "lora_folders": ["~/loras"]}
+
+
+def test_gpu_sampler_reads_through_device_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lorakit.gpu import nvml
+    from lorakit.run.watch import GpuSampler
+
+    class FakeReader:
+        opened: list[int] = []  # noqa: RUF012
+
+        def __init__(self, index: int) -> None:
+            self.name = "NVIDIA H200"
+            FakeReader.opened.append(index)
+
+        def memory(self) -> nvml.MemoryReading:
+            return nvml.MemoryReading(total_bytes=100, used_bytes=40, free_bytes=60)
+
+        def utilization(self) -> int | None:
+            return 97
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(nvml, "DeviceReader", FakeReader)
+    s = GpuSampler(1)
+    assert s.read() == GpuReading(40, 100, 97, "NVIDIA H200")
+    assert s.read() is not None and FakeReader.opened == [1]  # one session for the run
+    s.close()
+
+
+def test_gpu_sampler_without_gpu_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lorakit.errors import EnvironmentProblem
+    from lorakit.gpu import nvml
+    from lorakit.run.watch import GpuSampler
+
+    def boom(index: int) -> None:
+        raise EnvironmentProblem("no driver")
+
+    monkeypatch.setattr(nvml, "DeviceReader", boom)
+    s = GpuSampler()
+    assert s.read() is None and s.read() is None

@@ -165,60 +165,37 @@ class SpeedWatch:
 
 
 class GpuSampler:
-    """GPU memory/utilisation for the live view and the watch; ``read()`` is None without NVML
-    or GPU. The GPU is found once through ``lorakit.gpu.nvml`` (which maps the CUDA index
-    sd-scripts sees, ``CUDA_VISIBLE_DEVICES`` included, to NVML's); then one NVML handle is
-    kept open for the run so that polling at 1 Hz stays cheap (nvmlInit per reading is not)."""
+    """GPU memory/utilisation for the live view and the watch, read through
+    ``lorakit.gpu.nvml.DeviceReader`` (the only NVML caller; one session for the whole run).
+    ``read()`` is None without NVML, driver or GPU: the view then omits GPU figures."""
 
     def __init__(self, index: int = 0) -> None:
         self.index = index
-        self._handle: Any = None
-        self._nvml: Any = None
+        self._reader: Any = None
         self._failed = False
         self.name: str | None = None
 
-    def _init(self) -> bool:
+    def read(self) -> GpuReading | None:
         if self._failed:
-            return False
-        if self._handle is not None:
-            return True
+            return None
         try:
-            from lorakit.gpu import nvml as lk_nvml
+            if self._reader is None:
+                from lorakit.gpu.nvml import DeviceReader
 
-            info = lk_nvml.gpu(self.index, processes=False)
-            import pynvml
-
-            pynvml.nvmlInit()
-            self._nvml = pynvml
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(info.nvml_index)
-            self.name = info.name
-        except Exception:  # no library, no driver, no GPU: the view just omits GPU figures
+                self._reader = DeviceReader(self.index)
+                self.name = self._reader.name
+            mem = self._reader.memory()
+            return GpuReading(mem.used_bytes, mem.total_bytes, self._reader.utilization(), self.name)
+        except Exception:
             self._failed = True
             self.close()
-            return False
-        return True
-
-    def read(self) -> GpuReading | None:
-        if not self._init():
-            return None
-        nv = self._nvml
-        try:
-            mem = nv.nvmlDeviceGetMemoryInfo(self._handle)
-            util: int | None
-            try:
-                util = int(nv.nvmlDeviceGetUtilizationRates(self._handle).gpu)
-            except Exception:
-                util = None
-            return GpuReading(int(mem.used), int(mem.total), util, self.name)
-        except Exception:
             return None
 
     def close(self) -> None:
-        if self._nvml is not None:
+        if self._reader is not None:
             with contextlib.suppress(Exception):
-                self._nvml.nvmlShutdown()
-            self._nvml = None
-            self._handle = None
+                self._reader.close()
+            self._reader = None
 
 
 def expected_s_per_step(spec: TrainSpec, gpu_index: int = 0) -> tuple[float, str] | None:
