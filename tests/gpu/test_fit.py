@@ -200,3 +200,14 @@ def test_precheck_without_a_gpu_is_skipped_with_a_note() -> None:
     report = precheck(TrainSpec(), None, 0)
     assert report.skipped and not report.blocking and report.refusal() is None
     assert report.notes[0].startswith("VRAM check skipped:")
+
+
+def test_option_overrides_feed_a_plan_request() -> None:
+    from lorakit.planning import PlanRequest, resolve_spec
+
+    facts = RunFacts(optimizer="adamw8bit", lr=1e-4, epochs=10, visits_per_epoch=360, concepts=1)
+    f = check_fit(COMIC, Budget.from_vram(139.8, "NVIDIA H200"), facts, want_fastest=True).fastest
+    assert f is not None
+    loaded, _ = resolve_spec(PlanRequest("comic-style", overrides=tuple(f.option.overrides()), strict_paths=False))
+    assert loaded.spec.training.batch_size == f.option.shape.batch_size
+    assert loaded.spec.training.gradient_checkpointing == f.option.shape.gradient_checkpointing

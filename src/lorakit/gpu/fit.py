@@ -236,8 +236,12 @@ class Option:
             "changes_result": self.changes_result,
         }
 
+    def overrides(self) -> list[str]:
+        """The changes as ``key=value`` overrides (what ``--set`` takes, PlanRequest.overrides)."""
+        return [f"{k}={_yaml_scalar(v)}" for k, v in self.changes.items()]
+
     def set_args(self) -> list[str]:
-        return [f"--set {k}={_yaml_scalar(v)}" for k, v in self.changes.items()]
+        return [f"--set {o}" for o in self.overrides()]
 
 
 def _yaml_scalar(v: Any) -> str:
@@ -536,7 +540,9 @@ def check_fit(
     )
 
 
-def precheck(spec: TrainSpec, dataset_plan: DatasetPlan | None, gpu_index: int = 0) -> FitReport:
+def precheck(
+    spec: TrainSpec, dataset_plan: DatasetPlan | None, gpu_index: int = 0, *, fastest: bool = False
+) -> FitReport:
     """What ``lorakit train`` runs before launch. No GPU/driver → a skipped report with a note.
 
     Usage in the runner::
@@ -545,6 +551,9 @@ def precheck(spec: TrainSpec, dataset_plan: DatasetPlan | None, gpu_index: int =
         if report.blocking and not force:
             raise report.refusal()      # ConfigError → exit 2, with the suggestions
         for note in report.notes: warn(note)
+
+    ``train --fastest``: ``precheck(..., fastest=True).fastest.option.overrides()`` are the
+    ``key=value`` overrides to add to the request before planning the run again.
     """
     from lorakit.errors import EnvironmentProblem
     from lorakit.gpu import nvml
@@ -553,7 +562,7 @@ def precheck(spec: TrainSpec, dataset_plan: DatasetPlan | None, gpu_index: int =
         info = nvml.gpu(gpu_index)
     except EnvironmentProblem as exc:
         return FitReport(verdict="skipped", notes=(f"VRAM check skipped: {exc.message}",))
-    return check_fit(shape_from_spec(spec), Budget.from_gpu(info), run_facts(spec, dataset_plan))
+    return check_fit(shape_from_spec(spec), Budget.from_gpu(info), run_facts(spec, dataset_plan), want_fastest=fastest)
 
 
 def parse_vram(text: str) -> float:
