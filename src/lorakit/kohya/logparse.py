@@ -161,6 +161,14 @@ class LogParser:
             self._progress_text(self._buf.rstrip(), out, provisional=True)
         return out
 
+    def idle(self) -> list[Event]:
+        """The trainer has been quiet for a while: a rich record being joined is complete
+        (rich writes a wrapped record at once), so act on it now rather than at the next line."""
+        out: list[Event] = []
+        if not self._buf:
+            self._end_rich(out)
+        return out
+
     def flush(self) -> list[Event]:
         """End of output: emit what is still held (the last step, a half line, a rich record)."""
         out: list[Event] = []
@@ -178,6 +186,7 @@ class LogParser:
             return
         stripped = text.lstrip()
         if stripped.startswith("steps:"):
+            self._end_rich(out)
             self._progress_text(stripped, out, provisional=False)
             return
         self.tail.append(text)

@@ -379,6 +379,8 @@ class _Supervisor:
                         item = q.get(timeout=opts.poll_s)
                     except queue.Empty:
                         item = b""
+                        for ev in self.parser.idle():
+                            self.emit(ev)
                     chunks: list[bytes] = []
                     while item is not None:
                         if item:
