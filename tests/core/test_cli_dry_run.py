@@ -51,7 +51,8 @@ def test_json_plan(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped-
     assert plan["spec"]["network"]["dim"] == 128
     assert 'caption_extension = ".txt"' in plan["dataset_toml"]
     command = Path(plan["run_dir"], "command.txt").read_text(encoding="utf-8")
-    assert shlex.split(command.split("&&", 1)[1])[2:] == plan["argv"]  # shell-quoted, same argv
+    words = shlex.split(command.split("&&", 1)[1])
+    assert words[len(plan["env"]) :] == plan["argv"]  # shell-quoted, same argv after the env
 
 
 def test_user_yaml_extends_preset_and_set_overrides(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -92,6 +92,9 @@ def plan_json(planned: PlannedRun) -> dict[str, Any]:
             "images_x_repeats": p.steps.images_x_repeats,
             "batch_size": p.steps.batch_size,
             "batches_per_epoch": p.steps.batches_per_epoch,
+            "steps_per_epoch": p.steps.steps_per_epoch,
+            "n_gpus": p.steps.n_gpus,
+            "effective_batch": p.steps.effective_batch,
             "epochs": p.steps.epochs,
             "total_steps": p.steps.total_steps,
             "formula": p.steps.formula(),
@@ -139,7 +142,7 @@ def print_plan(planned: PlannedRun, *, as_json: bool, dry_run: bool) -> None:
             f" — class tokens '{c.class_tokens}'"
         )
     s = p.steps
-    console.print(f"[bold]Steps[/] {s.formula()}  ({s.batches_per_epoch} steps per epoch)")
+    console.print(f"[bold]Steps[/] {s.formula()}  ({s.steps_per_epoch} steps per epoch)")
     console.print(f"[bold]Dataset TOML[/] ({p.run_dir / 'dataset.toml'})")
     console.print(p.dataset_toml, markup=False)
     console.print("[bold]Command[/]")

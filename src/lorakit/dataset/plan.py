@@ -38,24 +38,58 @@ class ConceptPlan:
 
 @dataclass(frozen=True)
 class StepsMath:
+    """images × repeats × epochs ÷ (batch × GPUs) = steps, as sd-scripts counts them: each of
+    N data-parallel processes takes one batch per step, so an epoch is ceil(batches / N) steps;
+    with max_steps the step count stays and the run covers N× the epochs."""
+
     images_x_repeats: int  # per epoch, all concepts
-    batch_size: int
-    batches_per_epoch: int
+    batch_size: int  # per GPU
+    batches_per_epoch: int  # single-GPU batches of one epoch
     epochs: int
     total_steps: int
     max_steps: int | None = None
+    n_gpus: int = 1
+
+    @classmethod
+    def compute(
+        cls, images_x_repeats: int, batch_size: int, epochs: int | None, max_steps: int | None, n_gpus: int = 1
+    ) -> StepsMath:
+        n = max(1, n_gpus)
+        batches = math.ceil(images_x_repeats / batch_size)
+        per_epoch = math.ceil(batches / n)
+        if max_steps is not None:
+            return cls(images_x_repeats, batch_size, batches, math.ceil(max_steps / per_epoch), max_steps, max_steps, n)
+        if epochs is None:
+            raise ValueError("epochs or max_steps is required")  # the config rules guarantee one
+        return cls(images_x_repeats, batch_size, batches, epochs, per_epoch * epochs, None, n)
+
+    @property
+    def per_gpu_batch(self) -> int:
+        return self.batch_size
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.n_gpus
+
+    @property
+    def images_per_step(self) -> int:
+        return self.effective_batch
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.batches_per_epoch / self.n_gpus)
 
     def formula(self) -> str:
+        n = self.n_gpus
+        divisor = f"batch {self.batch_size}" if n == 1 else f"(batch {self.batch_size} × {n} GPU(s))"
+        tail = "" if n == 1 else f"; effective batch {self.effective_batch}"
         if self.max_steps is not None:
             return (
-                f"{self.images_x_repeats} images×repeats ÷ batch {self.batch_size} = "
-                f"{self.batches_per_epoch} steps/epoch; max_steps {self.max_steps} "
-                f"→ {self.epochs} epoch(s)"
+                f"{self.images_x_repeats} images×repeats ÷ {divisor} = {self.steps_per_epoch} steps/epoch; "
+                f"max_steps {self.max_steps} → {self.epochs} epoch(s){tail}"
             )
-        return (
-            f"{self.images_x_repeats} images×repeats × {self.epochs} epochs ÷ batch {self.batch_size} "
-            f"= {self.total_steps} steps"
-        )
+        head = f"{self.images_x_repeats} images×repeats × {self.epochs} epochs ÷ {divisor}"
+        return f"{head} = {self.total_steps} steps{tail}"
 
 
 @dataclass(frozen=True)
@@ -74,13 +108,8 @@ class DatasetPlan:
     def visits_per_epoch(self) -> int:
         return sum(c.visits_per_epoch for c in self.concepts)
 
-    def steps(self, batch_size: int, epochs: int | None, max_steps: int | None) -> StepsMath:
-        per_epoch = self.visits_per_epoch
-        batches = math.ceil(per_epoch / batch_size)
-        if max_steps is not None:
-            return StepsMath(per_epoch, batch_size, batches, math.ceil(max_steps / batches), max_steps, max_steps)
-        assert epochs is not None  # the config rules guarantee one of the two
-        return StepsMath(per_epoch, batch_size, batches, epochs, batches * epochs)
+    def steps(self, batch_size: int, epochs: int | None, max_steps: int | None, n_gpus: int = 1) -> StepsMath:
+        return StepsMath.compute(self.visits_per_epoch, batch_size, epochs, max_steps, n_gpus)
 
 
 def list_images(folder: Path) -> list[Path]:

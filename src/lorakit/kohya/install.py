@@ -30,10 +30,18 @@ class Trainer:
 PLACEHOLDER = Trainer(Path("<sd-scripts>"), "python", found=False)
 
 
-def record_file() -> Path:
+def data_home(env: dict[str, str] | None = None) -> Path:
+    """lorakit's data folder: ``LORAKIT_HOME`` if set, else the platformdirs user data dir."""
+    env = dict(os.environ) if env is None else env
+    if env.get("LORAKIT_HOME"):
+        return Path(env["LORAKIT_HOME"]).expanduser()
     from platformdirs import user_data_dir
 
-    return Path(user_data_dir("lorakit")) / "trainer.json"
+    return Path(user_data_dir("lorakit"))
+
+
+def record_file() -> Path:
+    return data_home() / "trainer.json"
 
 
 def _venv_python(sd_scripts: Path) -> str | None:

@@ -230,7 +230,7 @@ def build_launch_plan(spec: TrainSpec, dataset: DatasetPlan, trainer: Trainer, r
     argv += render_flags(training_flags(spec) + sampling_flags(spec, run_dir))
 
     t = spec.training
-    steps = dataset.steps(t.batch_size, t.epochs, t.max_steps)
+    steps = dataset.steps(t.batch_size, t.epochs, t.max_steps, n_gpus=len(t.gpus or []) or 1)
     warnings = list(dataset.warnings)
     if len([c for c in dataset.concepts if c.images]) > 1 and t.batch_size > 1:
         warnings.append(
@@ -246,6 +246,8 @@ def build_launch_plan(spec: TrainSpec, dataset: DatasetPlan, trainer: Trainer, r
         dataset_toml=dataset_toml(spec, dataset),
         sample_prompts=sample_prompts(spec),
         steps=steps,
-        env={"PYTHONUNBUFFERED": "1", "COLUMNS": "240"},
+        # wide COLUMNS: sd-scripts logs through rich, which wraps at 80 columns without a TTY;
+        # PCI_BUS_ID: CUDA numbers GPUs as NVML/nvidia-smi do, so --gpus and the locks agree
+        env={"PYTHONUNBUFFERED": "1", "COLUMNS": "240", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
         warnings=warnings,
     )

@@ -15,9 +15,7 @@ the whole model and its own batch of ``training.batch_size`` images, so:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from lorakit.dataset.plan import StepsMath
 from lorakit.errors import ConfigError
@@ -57,54 +55,6 @@ def gpus_override(gpus: list[int] | None) -> list[str]:
     return ["training.gpus=[" + ",".join(str(g) for g in gpus) + "]"]
 
 
-@dataclass(frozen=True)
-class MultiGpuSteps:
-    n_gpus: int
-    per_gpu_batch: int
-    effective_batch: int
-    images_x_repeats: int  # per epoch, all concepts
-    batches_per_epoch: int  # single-GPU batches of one epoch
-    steps_per_epoch: int  # optimizer steps per epoch, each GPU doing one batch per step
-    epochs: int
-    total_steps: int
-    max_steps: int | None = None
-
-    @property
-    def images_per_step(self) -> int:
-        return self.effective_batch
-
-    def formula(self) -> str:
-        n = self.n_gpus
-        if self.max_steps is not None:
-            return (
-                f"{self.images_x_repeats} images×repeats ÷ (batch {self.per_gpu_batch} × {n} GPU(s)) = "
-                f"{self.steps_per_epoch} steps/epoch; max_steps {self.max_steps} → {self.epochs} epoch(s); "
-                f"effective batch {self.effective_batch}"
-            )
-        return (
-            f"{self.images_x_repeats} images×repeats × {self.epochs} epochs ÷ (batch {self.per_gpu_batch} × {n} "
-            f"GPU(s)) = {self.total_steps} steps; effective batch {self.effective_batch}"
-        )
-
-
-def multigpu_steps(steps: StepsMath, n_gpus: int) -> MultiGpuSteps:
-    """The steps math of ``steps`` (the single-GPU plan) trained on ``n_gpus`` GPUs."""
-    n = max(1, n_gpus)
-    per_epoch = math.ceil(steps.batches_per_epoch / n)
-    if steps.max_steps is not None:
-        epochs = math.ceil(steps.max_steps / per_epoch)
-        total = steps.max_steps
-    else:
-        epochs = steps.epochs
-        total = per_epoch * epochs
-    return MultiGpuSteps(
-        n_gpus=n,
-        per_gpu_batch=steps.batch_size,
-        effective_batch=steps.batch_size * n,
-        images_x_repeats=steps.images_x_repeats,
-        batches_per_epoch=steps.batches_per_epoch,
-        steps_per_epoch=per_epoch,
-        epochs=epochs,
-        total_steps=total,
-        max_steps=steps.max_steps,
-    )
+def multigpu_steps(steps: StepsMath, n_gpus: int) -> StepsMath:
+    """The steps math of ``steps`` (a single-GPU plan) trained on ``n_gpus`` GPUs."""
+    return StepsMath.compute(steps.images_x_repeats, steps.batch_size, steps.epochs, steps.max_steps, n_gpus)

@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from lorakit.errors import EnvironmentProblem
 from lorakit.kohya.install import TRAIN_SCRIPTS, _venv_python, find_trainer, is_sd_scripts
+from lorakit.kohya.install import data_home as data_home
 from lorakit.kohya.install import record_file as record_file
-from lorakit.run.lock import data_home as data_home
 
 SD_SCRIPTS_REPO = "https://github.com/kohya-ss/sd-scripts.git"
 # The commit lorakit's flag tables and log parser were tested against (H200 runs, 2026-11).

@@ -27,18 +27,9 @@ from types import TracebackType
 from typing import IO, Any
 
 from lorakit.errors import EnvironmentProblem
+from lorakit.kohya.install import data_home as data_home  # one data folder for all of lorakit
 
 LOCK_DIR = "locks"
-
-
-def data_home(env: dict[str, str] | None = None) -> Path:
-    """lorakit's data folder: ``LORAKIT_HOME`` if set, else the platformdirs user data dir."""
-    env = dict(os.environ) if env is None else env
-    if env.get("LORAKIT_HOME"):
-        return Path(env["LORAKIT_HOME"]).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("lorakit"))
 
 
 def lock_path(gpu: int, home: Path | None = None) -> Path:
