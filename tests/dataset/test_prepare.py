@@ -351,3 +351,19 @@ def test_top_level_images_without_trigger_is_an_error(tmp_path: Path) -> None:
         prepare_dataset(PrepareOptions(src))
     assert "no trigger was given" in e.value.message
     assert e.value.fix and "--trigger" in e.value.fix
+
+
+def test_pool_with_another_thread_running(tmp_path: Path) -> None:
+    """With a thread alive the pool must not fork this process (forkserver instead); same result."""
+    import threading
+
+    src = build_concepts(tmp_path / "raw", {"imgs": 4}, seed0=500)
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, daemon=True)
+    t.start()
+    try:
+        report = prepare_dataset(PrepareOptions(src / "imgs", trigger="sks", jobs=2))
+    finally:
+        stop.set()
+        t.join()
+    assert len(report.of("kept")) == 4

@@ -43,9 +43,10 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # no refresh thread: the worker pool forks, and a fork must not copy a thread mid-lock
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True,
+        console=err_console, transient=True, auto_refresh=False,
     ) as bar:  # fmt: skip
         tasks: dict[str, object] = {}
 
@@ -53,6 +54,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
             if phase not in tasks:
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done, total=total)  # type: ignore[arg-type]
+            bar.refresh()
 
         yield update
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.context
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
@@ -14,13 +15,14 @@ Progress = Callable[[int, int], None]
 
 
 def _context() -> multiprocessing.context.BaseContext | None:
-    """forkserver where there is one: workers fork from a clean server process, never from this one,
-    which may run threads (the progress display) that a plain fork would copy mid-lock."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return None
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["lorakit.dataset.images", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin"])
-    return ctx
+    """fork when this process runs no other thread (fast start, no re-import of ``__main__``);
+    otherwise forkserver where there is one, since forking copies other threads' held locks."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        return multiprocessing.get_context("forkserver")
+    return None
 
 
 def cpu_count() -> int:
