@@ -156,3 +156,36 @@ def test_unreadable_file_is_reported(tmp_path: Path) -> None:
     p.chmod(0)
     r = process_image(ImageJob(0, str(p), None, "a"))
     assert not r.ok and r.error and r.error.startswith("cannot read")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "save_kw"),
+    [(".bmp", {}), (".tif", {"compression": "tiff_lzw"}), (".avif", {"quality": 90}), (".webp", {"quality": 90})],
+)
+def test_other_formats_become_png(tmp_path: Path, suffix: str, save_kw: dict[str, object]) -> None:
+    from PIL import features
+
+    if suffix == ".avif" and not features.check("avif"):
+        pytest.skip("Pillow built without AVIF")
+    from PIL import Image
+
+    src = tmp_path / f"a{suffix}"
+    photo(2, 300, 200).save(src, **save_kw)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = process_image(ImageJob(0, str(src), str(out), "a"))
+    assert r.ok and r.output == "a.png", r
+    assert r.actions[0].startswith("converted ")
+    with Image.open(out / "a.png") as im:
+        assert (im.mode, im.size) == ("RGB", (300, 200))
+
+
+def test_heif_without_plugin_names_the_fix(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("pillow_heif"):
+        pytest.skip("pillow-heif installed")
+    p = tmp_path / "IMG_0001.HEIC"
+    p.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(200))
+    r = process_image(ImageJob(0, str(p), None, "a"))
+    assert not r.ok and r.error == "HEIF image: install pillow-heif to read it (pip install pillow-heif)"
