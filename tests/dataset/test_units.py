@@ -189,3 +189,25 @@ def test_heif_without_plugin_names_the_fix(tmp_path: Path) -> None:
     p.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(200))
     r = process_image(ImageJob(0, str(p), None, "a"))
     assert not r.ok and r.error == "HEIF image: install pillow-heif to read it (pip install pillow-heif)"
+
+
+def test_non_srgb_profile_is_converted(tmp_path: Path) -> None:
+    """A JPEG tagged with a (relabelled) non-sRGB profile goes through the LittleCMS conversion."""
+    import io
+
+    from PIL import Image, ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    icc = icc.replace("sRGB built-in".encode("utf-16-be"), "Wide built-in".encode("utf-16-be"))
+    assert ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() == "Wide built-in"
+    src = tmp_path / "p3.jpg"
+    photo(3, 300, 200).save(src, "JPEG", quality=95, icc_profile=icc)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = process_image(ImageJob(0, str(src), str(out), "p3"))
+    assert r.ok and r.facts is not None and r.facts.icc == "Wide built-in"
+    assert "converted colour profile 'Wide built-in' to sRGB" in r.actions
+    with Image.open(out / "p3.jpg") as im, Image.open(src) as orig:
+        import numpy as np
+
+        assert np.abs(np.asarray(im, dtype=np.int16) - np.asarray(orig, dtype=np.int16)).mean() < 2
