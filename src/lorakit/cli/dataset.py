@@ -23,7 +23,9 @@ app = typer.Typer(help="Inspect and prepare image datasets.", no_args_is_help=Tr
 
 LIST_LIMIT = 20
 
-DirArg = typer.Argument(..., help="Folder of raw images (one sub-folder per concept for several concepts).")
+DirArg = typer.Argument(
+    ..., metavar="DIR", help="Folder of raw images (one sub-folder per concept for several concepts)."
+)
 CaptionExtOpt = typer.Option(".txt", "--caption-ext", help="Extension of the caption files next to the images.")
 MaxSizeOpt = typer.Option(3072, "--max-size", help="Longest edge allowed; larger images are downscaled.")
 ResolutionOpt = typer.Option(1024, "--resolution", help="Training resolution (images under it are flagged).")
@@ -87,9 +89,9 @@ def inspect_cmd(
 ) -> None:
     """Check every file of a dataset folder and give a verdict. Reads only.
 
-    Examples:
-      lorakit dataset inspect ~/raw/alice
-      lorakit dataset inspect ~/raw/alice --json > report.json
+    Example: [bold]lorakit dataset inspect ~/raw/alice[/]
+
+    Example: [bold]lorakit dataset inspect ~/raw/alice --json > report.json[/]
     """
     from lorakit.dataset.inspect import inspect_dataset
 
@@ -194,7 +196,7 @@ def prepare_cmd(
         "skip",
         "--caption-missing",
         help="Images without a caption: skip (no file; sd-scripts uses the class "
-        "tokens) or trigger (write the trigger [and class] as caption).",
+        "tokens) or trigger (write the trigger and class as the caption).",
     ),
     near_dup_distance: int = NearOpt,
     jobs: int | None = JobsOpt,
@@ -202,9 +204,11 @@ def prepare_cmd(
 ) -> None:
     """Write a clean kohya dataset (OUT/<repeats>_<trigger> <class>/, dataset.toml, manifest.json).
 
-    The source folder is never written to. Examples:
-      lorakit dataset prepare ~/raw/alice --trigger ohwx --class woman
-      lorakit dataset prepare ~/raw/styles --visits 120 --out ~/datasets/styles
+    The source folder is never written to; a re-run reuses unchanged work.
+
+    Example: [bold]lorakit dataset prepare ~/raw/alice --trigger ohwx --class woman[/]
+
+    Example (one sub-folder per concept): [bold]lorakit dataset prepare ~/raw/cast --visits 120[/]
     """
     from lorakit.dataset.prepare import PrepareOptions, prepare_dataset
 
