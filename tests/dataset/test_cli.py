@@ -114,3 +114,21 @@ def test_help_does_not_import_pillow(isolated_env: dict[str, str]) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=isolated_env, timeout=60)
     assert proc.stdout.strip().splitlines()[-1] == "False False", proc.stdout + proc.stderr
+
+
+def test_train_dry_run_accepts_the_prepared_folder(lorakit: Any, tmp_path: Path) -> None:
+    """The core's launch plan reads prepare's output: same concepts, same steps."""
+    src = build_concepts(tmp_path / "cast", {"alice woman": 6, "bob man": 3})
+    out = tmp_path / "cast-ready"
+    r = lorakit("dataset", "prepare", str(src), "--out", str(out), "--visits", "120", "--json")
+    assert r.code == 0, r.err
+    manifest = json.loads(r.out)
+    sched = manifest["schedule"]
+    plan = lorakit("train", "-p", "comic-style", "-d", str(out), "-s", f"training.epochs={sched['epochs']}",
+                   "-s", f"training.batch_size={sched['batch_size']}", "--dry-run", "--json")  # fmt: skip
+    assert plan.code == 0, plan.err
+    data = json.loads(plan.out)
+    assert data["steps"]["total_steps"] == sched["total_steps"]
+    for c in manifest["concepts"]:
+        assert f'class_tokens = "{c["trigger"]} {c["class"]}"' in data["dataset_toml"]
+        assert f"num_repeats = {c['repeats']}" in data["dataset_toml"]
