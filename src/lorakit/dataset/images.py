@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lorakit.dataset._fs import atomic_write_bytes
+from lorakit.dataset._fs import atomic_write_bytes, atomic_writer
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -290,19 +290,19 @@ def _process(job: ImageJob) -> ImageResult:
             out_width=facts.width, out_height=facts.height, actions=("copied unchanged",), copied=True,
         )  # fmt: skip
     fmt = output_format(facts, s.fmt)
-    buf = io.BytesIO()
     if fmt == "JPEG":
         sub = facts.jpeg_subsampling if facts.format == "JPEG" and facts.jpeg_subsampling in (0, 1, 2) else 0
-        final.save(buf, "JPEG", quality=s.jpeg_quality, subsampling=sub)
         name = job.stem + ".jpg"
+        with atomic_writer(out_dir / name) as f:  # straight to the file: no in-memory copy
+            final.save(f, "JPEG", quality=s.jpeg_quality, subsampling=sub)
         actions.append(f"saved JPEG q{s.jpeg_quality} {('4:4:4', '4:2:2', '4:2:0')[sub]}")
     else:
         if final.mode != "RGB":
             final = final.convert("RGB")
-        final.save(buf, "PNG", compress_level=s.png_level)
         name = job.stem + ".png"
+        with atomic_writer(out_dir / name) as f:
+            final.save(f, "PNG", compress_level=s.png_level)
         actions.append("saved PNG")
-    atomic_write_bytes(out_dir / name, buf.getvalue())
     return ImageResult(
         job.index, True, sha, len(data), facts=facts, phash=ph, output=name,
         out_width=final.width, out_height=final.height, actions=tuple(actions),
