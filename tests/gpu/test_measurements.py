@@ -108,3 +108,9 @@ def test_rows_file_shapes_and_skips() -> None:
 def test_plain_list_of_rows() -> None:
     rows, _ = parse_rows([{"id": "x", "gpu": {"name": "NVIDIA H100"}, "family": "sdxl", "peak_gib": 12}], "throughput")
     assert rows[0].gpu == "NVIDIA H100" and rows[0].shape.family == "sdxl"
+
+
+def test_rows_under_any_list_key() -> None:
+    data = {"gpu": "NVIDIA H200", "bench": [{"name": "x", "config": {"family": "sdxl"}, "s_per_step": 0.9}]}
+    rows, _ = parse_rows(data, "throughput")
+    assert [r.id for r in rows] == ["x"] and rows[0].s_per_step == 0.9

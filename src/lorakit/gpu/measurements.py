@@ -216,7 +216,9 @@ def _rows(data: Any) -> tuple[list[Mapping[str, Any]], dict[str, Any]]:
     if isinstance(data, list):
         return [r for r in data if isinstance(r, Mapping)], {}
     if isinstance(data, Mapping):
-        for key in ("rows", "results", "runs", "grid", "measurements", "configs"):
+        keys = ["rows", "results", "runs", "grid", "measurements", "configs", "jobs", "entries", "data"]
+        keys += [k for k, v in data.items() if isinstance(v, list) and v and all(isinstance(r, Mapping) for r in v)]
+        for key in keys:
             if isinstance(data.get(key), list):
                 common = {k: v for k, v in data.items() if not isinstance(v, (list, dict))}
                 if isinstance(data.get("gpu"), Mapping):
