@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import build_concepts, snapshot
+
+from tests.dataset.conftest import build_concepts, snapshot
 
 
 def test_inspect_table_and_verdict(lorakit: Any, nasty: Path) -> None:

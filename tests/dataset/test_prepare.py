@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import build_concepts, photo, snapshot
 from PIL import Image
 
 from lorakit.dataset import prepare as prepare_mod
 from lorakit.dataset.prepare import PrepareOptions, PrepareReport, prepare_dataset
 from lorakit.errors import DatasetError
+from tests.dataset.conftest import build_concepts, photo, snapshot
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import photo
 
 from lorakit.dataset.balance import balance_repeats, choose_schedule
 from lorakit.dataset.captions import decode_caption, normalise, tag_stats
@@ -17,6 +16,7 @@ from lorakit.dataset.images import ImageJob, ImageSettings, jpeg_scale, process_
 from lorakit.dataset.layout import folder_name, toml_string
 from lorakit.dataset.sources import assign_stems, check_token, parse_concept_folder, safe_stem
 from lorakit.errors import DatasetError
+from tests.dataset.conftest import photo
 
 
 def test_decode_caption_bom_utf16_cp1252() -> None:
