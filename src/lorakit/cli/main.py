@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from lorakit import __version__
+from lorakit.cli import bench as bench_cmd
 from lorakit.cli import dataset as dataset_cmd
 from lorakit.cli import doctor as doctor_cmd
 from lorakit.cli import presets as presets_cmd
@@ -43,6 +44,7 @@ doctor_cmd.register(app)
 vram_cmd.register(app)
 queue_cmd.register(app)
 report_cmd.register(app)
+bench_cmd.register(app)
 
 
 def _version(value: bool) -> None:

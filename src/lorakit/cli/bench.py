@@ -1,0 +1,147 @@
+"""`lorakit bench` (measure a config on this GPU) and `lorakit synth-model` (random-weight
+base models with the real key layout, to try a setup without downloading 7–16 GB)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import typer
+
+from lorakit.cli._console import console, err_console
+from lorakit.cli.options import ConfigOpt, DataOpt, JsonOpt, PresetOpt, SdScriptsOpt, SetOpt
+
+BENCH_HELP = """Measure a preset on this GPU: N steps through the normal `lorakit train` path.
+
+Reports steady s/step (warm-up excluded), images/s, time to first step and peak VRAM, and
+writes bench.json into the run folder (and --out).
+
+Examples:
+
+  lorakit bench --preset comic-style --set model.checkpoint=/models/sdxl.safetensors
+
+  lorakit bench --preset comic-style --set training.batch_size=8 --set training.gradient_checkpointing=true
+"""
+
+SYNTH_HELP = """Write a random-weight base model with the exact key layout sd-scripts loads.
+
+Runs in the trainer's Python (torch, transformers, diffusers). SDXL: one 6.9 GB file; SD 3.5:
+the MMDiT+VAE file plus clip_l, clip_g and t5xxl files; and an offline tokenizer folder for
+model.tokenizer_cache_dir. Useful to check that a setup trains, how fast and in how much
+memory, before downloading the real weights. The weights are noise: the LoRA learns nothing.
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench", help=BENCH_HELP)(bench)
+    app.command("synth-model", help=SYNTH_HELP)(synth_model)
+
+
+def bench(
+    preset: str | None = PresetOpt,
+    config: Path | None = ConfigOpt,
+    overrides: list[str] = SetOpt,
+    data: Path | None = DataOpt,
+    sd_scripts: Path | None = SdScriptsOpt,
+    steps: int = typer.Option(20, "--steps", min=3, help="Training steps to run (the first 2 are warm-up)."),
+    images: int = typer.Option(8, "--images", min=1, help="Noise images to train on when --data is not given."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the JSON result here.", dir_okay=False),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view."),
+    as_json: bool = JsonOpt,
+) -> None:
+    from lorakit.bench import PeakObserver, bench_overrides, make_noise_dataset, summarize
+    from lorakit.cli.runs import outcome_error
+    from lorakit.kohya.install import require_trainer
+    from lorakit.planning import PlanRequest, resolve_spec
+    from lorakit.run.live import make_view
+    from lorakit.run.runner import start_run
+
+    sets = [*overrides, *bench_overrides(steps)]
+    req = PlanRequest(preset, config, tuple(sets), data)
+    spec = resolve_spec(req)[0].spec  # config errors first (exit 2), then the environment (exit 3)
+    trainer = require_trainer(sd_scripts)
+    if data is None:
+        size = max(spec.training.size)
+        folder = make_noise_dataset(Path(tempfile.mkdtemp(prefix="lorakit-bench-data-")), images, size)
+        req = PlanRequest(preset, config, tuple(sets), folder)
+    baseline = _gpu_used_bytes()
+    observer = PeakObserver(inner=make_view(quiet=quiet or as_json, console=err_console if as_json else console))
+    observer.baseline_bytes = baseline
+    outcome = start_run(req, trainer, observer=observer)
+    result = summarize(
+        outcome.events,
+        preset=preset,
+        run_dir=outcome.run_dir,
+        batch_size=_batch_size(outcome.run_dir),
+        peak_bytes=observer.peak_bytes,
+        baseline_bytes=baseline,
+        gpu=observer.gpu_name,
+        overrides=list(overrides),
+    )
+    text = result.to_json()
+    (outcome.run_dir / "bench.json").write_text(text + "\n", encoding="utf-8")
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    err = outcome_error(outcome)
+    if as_json:
+        print(text)
+    else:
+        console.print(
+            f"[bold]bench[/] {preset or config}: {result.steps} steps, batch {result.batch_size} — "
+            f"steady {result.steady_s_per_step} s/step, {result.images_per_s} images/s, "
+            f"first step after {result.time_to_first_step_s} s, peak {result.peak_vram_gib} GiB on {result.gpu}"
+        )
+    if err is not None:
+        raise err
+
+
+def _batch_size(run_dir: Path) -> int:
+    import yaml
+
+    spec = yaml.safe_load((run_dir / "spec.yaml").read_text(encoding="utf-8"))
+    return int(spec["training"]["batch_size"])
+
+
+def _gpu_used_bytes(index: int = 0) -> int | None:
+    try:
+        from lorakit.gpu.nvml import gpu
+
+        return gpu(index, processes=False).used_bytes
+    except Exception:  # no NVML / no GPU: the bench still runs, peak is then unknown
+        return None
+
+
+def synth_model(
+    family: str = typer.Argument(..., help="sdxl, sd3.5-medium or sd3.5-large."),
+    out: Path = typer.Argument(..., help="Folder to write into.", file_okay=False),
+    sd_scripts: Path | None = SdScriptsOpt,
+    seed: int = typer.Option(0, "--seed", help="Random seed of the weights."),
+    device: str | None = typer.Option(None, "--device", help="cuda or cpu (default: cuda if available)."),
+    bpe: Path | None = typer.Option(None, "--bpe", help="CLIP bpe_simple_vocab_16e6.txt.gz (default: search)."),
+) -> None:
+    import os
+    import subprocess
+
+    import lorakit
+    from lorakit.errors import ConfigError, EnvironmentProblem
+    from lorakit.kohya.install import require_trainer
+
+    families = ("sdxl", "sd3.5-medium", "sd3.5-large")
+    if family not in families:
+        raise ConfigError([f"synth-model: unknown family `{family}`; one of {', '.join(families)}"])
+    trainer = require_trainer(sd_scripts)
+    argv = [trainer.python, "-m", "lorakit.synth.build", family, str(out), "--sd-scripts", str(trainer.sd_scripts)]
+    argv += ["--seed", str(seed)] + (["--device", device] if device else []) + (["--bpe", str(bpe)] if bpe else [])
+    env = dict(os.environ)
+    src = str(Path(lorakit.__file__).resolve().parent.parent)  # lorakit need not be installed there
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, str(trainer.sd_scripts), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(argv, env=env, check=False)
+    if proc.returncode != 0:
+        raise EnvironmentProblem(
+            f"building the {family} model failed (exit {proc.returncode}; its output is above)",
+            fix="run `lorakit doctor` to check the trainer environment (torch, transformers, diffusers)",
+        )
+    info = out / "synth.json"
+    if info.is_file():
+        console.print(json.dumps(json.loads(info.read_text(encoding="utf-8")), indent=2), markup=False)
