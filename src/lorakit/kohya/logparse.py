@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import deque
 from dataclasses import dataclass, replace
 
@@ -48,7 +49,7 @@ from lorakit.run.events import (
 # "steps:  10%|█         | 10/100 [00:12<01:48,  1.21s/it, avr_loss=0.123]"
 _TQDM = re.compile(
     r"^steps:\s+(?P<pct>\d+)%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*"
-    r"\[(?P<elapsed>[\d:]+)<(?P<remaining>[\d:?]+)(?:,\s*(?P<rate>[^,\]]+))?(?:,\s*(?P<postfix>[^\]]*))?\]\s*$"
+    r"\[(?P<elapsed>[\d:]+)<(?P<remaining>[\d:?]+)(?:,\s*(?P<rate>[^,\]]+))?(?:,\s*(?P<postfix>[^\]]*))?\]"
 )
 _RATE = re.compile(r"^\s*(?P<v>[\d.]+|\?)\s*(?P<unit>s/it|it/s)\s*$")
 _POSTFIX_ITEM = re.compile(r"(?P<k>[\w ]+?)=(?P<v>[^,]+)")
@@ -66,14 +67,23 @@ _DATASET = {
 }
 
 # --- rich log records --------------------------------------------------------------------------
-# "2026-11-23 20:31:05 INFO     message ...                  train_network.py:946"
-# The time column is blank when it repeats; long messages wrap onto indented lines.
+# "2026-11-23 20:53:37 INFO     message ...                  train_network.py:946"
+# rich renders a record as a table row: time (blank when it repeats), level, message, source.
+# A message too long for its column wraps onto lines indented to the message column; words
+# move whole to the next line (the space is lost) and a word longer than the column (a path)
+# is folded at exactly the column width.
 _RICH = re.compile(
-    r"^(?P<time>\[?[\d/:\- ]{8,}\]?\s+|\s+)?(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+(?P<msg>.*?)"
+    r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+|\[[^\]]*\]\s+|\s+)?"
+    r"(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL)(?:\s+|$)(?P<msg>.*?)"
     r"(?:\s+(?P<src>[\w.\-]+\.py:\d+))?\s*$"
 )
-_CONTINUATION_INDENT = 10  # rich indents wrapped lines to its message column (time + level)
 _RICH_SRC_TAIL = re.compile(r"\s+(?P<src>[\w.\-]+\.py:\d+)\s*$")
+_JUNK_BEFORE_TIME = re.compile(r"^\s+(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d )")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# fixtures have machine paths replaced by <RUN>, <MODEL>, ...: their true length is unknown
+_PLACEHOLDER = re.compile(r"<[A-Z_]+>")
+# WARNING records every sd-scripts run prints that say nothing about this run
+BENIGN_WARNINGS = ("Failed to get git commit hash", "no regularization images")
 _STATE_SAVE = re.compile(
     r"save train state to (?P<file>.+?train_state\.json) at epoch (?P<epoch>\d+) step (?P<step>\d+)"
 )
@@ -89,7 +99,9 @@ _NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '(?P<mod>[\w.]+)'
 _NO_PACKAGE_SD = re.compile(r"ImportError: No (?P<mod>[\w-]+) / ")
 _NO_MODEL = re.compile(
     r"model is not found as a file or in Hugging Face.*?: (?P<path>.+?)\s*$"
+    r"|pretrained_model_name_or_path \"(?P<dpath>[^\"]+)\" is neither a valid local path nor a valid repo id"
     r"|FileNotFoundError: .*?No such file or directory: '(?P<fpath>[^']+\.(?:safetensors|ckpt|pt|pth|bin|sft|gguf))'"
+    r"|(?P<tok>Can't load tokenizer for '[^']+')"
 )
 _NO_DATA = re.compile(r"No data found\. Please verify arguments|not directory: (?P<dir>.+?)\s*$")
 _TRACEBACK = "Traceback (most recent call last):"
@@ -132,8 +144,7 @@ class LogParser:
         self._last_step = -1
         self._dataset: dict[str, int] = {}
         self._dataset_done = False
-        self._rich: list[str] = []  # the rich record being joined (level, msg parts)
-        self._rich_level = ""
+        self._rich: _Record | None = None  # the rich log record being joined
         self._in_traceback = False
         self._errors_seen: set[str] = set()
         self.current: Progress | None = None
@@ -181,13 +192,16 @@ class LogParser:
 
     # -- segments --------------------------------------------------------------------------
     def _segment(self, segment: str, out: list[Event]) -> None:
-        text = segment.rstrip()
+        text = _clean(segment).rstrip()
         if not text.strip():
             return
         stripped = text.lstrip()
         if stripped.startswith("steps:"):
             self._end_rich(out)
-            self._progress_text(stripped, out, provisional=False)
+            end = self._progress_text(stripped, out, provisional=False)
+            rest = stripped[end:] if end else ""
+            if rest.strip():  # a log record printed right after the bar, without a line break
+                self._segment(rest, out)
             return
         self.tail.append(text)
         self._emit_pending(out)
@@ -196,10 +210,11 @@ class LogParser:
         self._end_rich(out)
         self._plain_line(text, out)
 
-    def _progress_text(self, text: str, out: list[Event], *, provisional: bool) -> None:
+    def _progress_text(self, text: str, out: list[Event], *, provisional: bool) -> int:
+        """Parse a tqdm ``steps:`` bar at the start of ``text``; the index where it ends (0: no bar)."""
         m = _TQDM.match(text)
         if m is None:
-            return
+            return 0
         n, total = int(m["n"]), int(m["total"])
         rate = _RATE.match(m["rate"] or "")
         s_per_step: float | None = None
@@ -220,14 +235,15 @@ class LogParser:
         )
         self.current = ev
         if n == 0:
-            return  # the empty bar drawn before the first step
+            return m.end()  # the empty bar drawn before the first step
         if self._pending is not None and self._pending.step != n:
             self._emit_pending(out)
         if n <= self._last_step and self._pending is None:
-            return  # a redraw of a step already emitted (e.g. after a sample/checkpoint pause)
+            return m.end()  # a redraw of a step already emitted (e.g. after a sample/checkpoint pause)
         self._pending = ev
         if not provisional and avr is not None and not math.isfinite(avr):
             self._emit_pending(out)
+        return m.end()
 
     def _emit_pending(self, out: list[Event]) -> None:
         ev = self._pending
@@ -250,27 +266,28 @@ class LogParser:
 
     # -- rich log records ------------------------------------------------------------------
     def _rich_line(self, text: str, out: list[Event]) -> bool:
-        m = _RICH.match(text)
-        if m is not None and m["level"]:
+        line = _JUNK_BEFORE_TIME.sub("", text)
+        m = _RICH.match(line)
+        if m is not None:
             self._end_rich(out)
-            self._rich_level = m["level"]
-            self._rich = [m["msg"].strip()]
+            width = None
+            if m["src"]:
+                width = cell_len(line[: m.start("src")]) - 1 - cell_len(line[: m.start("msg")])
+            self._rich = _Record(m["level"], m.start("msg"), width, [m["msg"].rstrip()])
             return True
-        if self._rich and text.startswith(" " * _CONTINUATION_INDENT) and not _traceback_line(text):
-            # a continuation of a wrapped record: indented; the source column may trail it
-            part = _RICH_SRC_TAIL.sub("", text).strip()
-            if part:
-                self._rich.append(part)
+        rec = self._rich
+        if rec is not None and len(text) > rec.indent and not text[: rec.indent].strip() and not _traceback_line(text):
+            # a continuation of a wrapped record (the source column may trail it)
+            rec.parts.append(_RICH_SRC_TAIL.sub("", text[rec.indent :]).rstrip())
             return True
         return False
 
     def _end_rich(self, out: list[Event]) -> None:
-        if not self._rich:
+        rec = self._rich
+        if rec is None:
             return
-        parts, level = self._rich, self._rich_level
-        self._rich, self._rich_level = [], ""
-        message = _join_wrapped(parts)
-        self._record(level, message, out)
+        self._rich = None
+        self._record(rec.level, rec.message(), out)
 
     def _record(self, level: str, message: str, out: list[Event]) -> None:
         if m := _STATE_SAVE.search(message):
@@ -285,7 +302,7 @@ class LogParser:
             return
         if self._failure(message, out):
             return
-        if level in ("WARNING", "ERROR", "CRITICAL"):
+        if level in ("WARNING", "ERROR", "CRITICAL") and not any(b in message for b in BENIGN_WARNINGS):
             code = "captions" if "No caption file found" in message else "trainer"
             fix = None
             if code == "captions":
@@ -340,8 +357,9 @@ class LogParser:
         elif m := (_NO_MODULE.search(line) or _NO_PACKAGE_SD.search(line)):
             kind, message = "missing_package", f"the trainer's Python lacks the package '{m['mod']}'"
         elif m := _NO_MODEL.search(line):
-            path = m["path"] or m["fpath"]
-            kind, message = "missing_model", f"the trainer could not find the model file {path}"
+            path = m["path"] or m["dpath"] or m["fpath"]
+            kind = "missing_model"
+            message = f"the trainer could not find the model file {path}" if path else f"the trainer: {m['tok']}"
         elif m := _NO_DATA.search(line):
             kind = "dataset"
             message = (
@@ -371,14 +389,51 @@ def _traceback_line(text: str) -> bool:
     return s.startswith(('File "', _TRACEBACK))
 
 
-def _join_wrapped(parts: list[str]) -> str:
-    """Re-join a rich record wrapped at the terminal width. rich breaks at spaces when it can
-    (the space is lost) and mid-word otherwise (paths): join with a space unless the break
-    falls inside a path-like token."""
-    text = parts[0]
-    for part in parts[1:]:
-        if text.endswith(("/", "\\", "-", "_", ".")) or part.startswith(("/", "\\", ".")):
-            text += part
-        else:
-            text += " " + part
-    return text
+def _clean(segment: str) -> str:
+    """Drop ANSI escapes; when tqdm cleared its line and moved the cursor up (``\\x1b[A``),
+    keep what was written after that."""
+    if "\x1b" not in segment:
+        return segment
+    parts = _ANSI.split(segment)
+    while len(parts) > 1 and not parts[0].strip():
+        parts.pop(0)
+    return "".join(parts)
+
+
+def cell_len(text: str) -> int:
+    """Terminal cells ``text`` takes (East Asian wide/full-width characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+@dataclass
+class _Record:
+    """A rich log record being re-joined from its wrapped lines."""
+
+    level: str
+    indent: int  # characters before the message column
+    width: int | None  # the message column's width in cells (None: unknown)
+    parts: list[str]
+
+    def message(self) -> str:
+        text = self.parts[0].strip()
+        prev = self.parts[0]
+        for part in self.parts[1:]:
+            if not part.strip():
+                prev = part
+                continue
+            if self._folded(prev):
+                text += part.lstrip()
+            else:
+                text += (" " if text else "") + part.strip()
+            prev = part
+        return text
+
+    def _folded(self, line: str) -> bool:
+        """Did this line end mid-word (a word longer than the column, folded at its width)?"""
+        s = line.rstrip()
+        if not s or s[-1] == " ":
+            return False
+        if self.width is not None and cell_len(s) >= self.width:
+            return True
+        # a fixture line holding a <PLACEHOLDER> path and nothing else was a folded path
+        return bool(_PLACEHOLDER.search(s)) and " " not in s.strip()

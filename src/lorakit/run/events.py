@@ -9,7 +9,8 @@ started     run_dir, argv, pid, total_steps (planned), resumed_from (state dir o
 dataset     images_x_repeats, batches_per_epoch, epochs, batch_size, grad_accum,
             total_steps — the figures sd-scripts prints before training
 epoch       epoch, total (1-based, as sd-scripts prints "epoch 1/10")
-progress    step, total, loss (current), avr_loss, s_per_step (tqdm's rate), elapsed_s
+progress    step, total, loss (current), avr_loss, s_per_step (tqdm's rate), elapsed_s;
+            a NaN/inf loss is written as the string "nan"/"inf" (strict JSON)
 checkpoint  path (a saved LoRA file), step, epoch
 state       path (a saved --save_state folder), step, epoch
 sample      path (a sample image)
@@ -27,6 +28,7 @@ older reader survives a newer file; a torn last line (a crash mid-write) is skip
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -45,6 +47,15 @@ def _now() -> float:
     return time.time()
 
 
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _json_float(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
 @dataclass(frozen=True, kw_only=True)
 class Event:
     """Base of all events. ``type`` is a class constant written into every line."""
@@ -57,7 +68,10 @@ class Event:
         return {"t": data.pop("t"), "type": self.type, **data}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        """One line of strict JSON: a NaN/inf float (a diverged loss) is written as the string
+        "nan" / "inf" / "-inf" and read back as a float by :func:`event_from_dict`."""
+        data = {k: _json_float(v) for k, v in self.to_dict().items()}
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,9 +183,11 @@ def event_from_dict(data: dict[str, Any]) -> Event | None:
     cls = EVENT_TYPES.get(str(data.get("type")))
     if cls is None:
         return None
+    floats = {f.name for f in fields(cls) if "float" in str(f.type)}
     names = {f.name for f in fields(cls)}
+    kwargs = {k: (_NON_FINITE[v] if k in floats and v in _NON_FINITE else v) for k, v in data.items() if k in names}
     try:
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**kwargs)
     except TypeError:
         return None
 

@@ -22,12 +22,13 @@ epoch it continues at. :class:`ResumeCheck` (the runner's event transform) there
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorakit.errors import ConfigError
-from lorakit.run.events import EpochStarted, Event, Progress, StateSaved, WarningEvent, read_events
+from lorakit.run.events import Checkpoint, EpochStarted, Event, Progress, StateSaved, WarningEvent, read_events
 from lorakit.run.folder import SPEC_FILE, is_active, read_state
 
 if TYPE_CHECKING:
@@ -46,8 +47,23 @@ RESTART_FIX = (
 @dataclass(frozen=True)
 class SavedState:
     path: Path
-    epoch: int | None
-    step: int | None
+    epoch: int | None  # train_state.json's current_epoch
+    step: int | None  # the run's own step count when it was saved (from the events, else the file)
+    file_step: int | None = None  # train_state.json's current_step (what sd-scripts will load)
+
+    @property
+    def kind(self) -> str:
+        """epoch (saved at an epoch's end), step (mid-epoch), last (at the end of training)."""
+        name = self.path.name
+        if _EPOCH_STATE.search(name):
+            return "epoch"
+        if _STEP_STATE.search(name):
+            return "step"
+        return "last"
+
+
+_EPOCH_STATE = re.compile(r"-(\d{6})-state$")  # sd-scripts' EPOCH_STATE_NAME "{}-{:06d}-state"
+_STEP_STATE = re.compile(r"-step(\d{8})-state$")  # STEP_STATE_NAME "{}-step{:08d}-state"
 
 
 def _train_state(path: Path) -> tuple[int | None, int | None]:
@@ -68,12 +84,13 @@ def saved_states(run_dir: Path) -> list[SavedState]:
                 p = run_dir / p
             if p.is_dir():
                 epoch, step = _train_state(p)
-                seen[str(p.resolve())] = SavedState(p, epoch if epoch is not None else ev.epoch, step or ev.step)
+                logical = ev.step if ev.step is not None else step
+                seen[str(p.resolve())] = SavedState(p, epoch if epoch is not None else ev.epoch, logical, step)
     for p in sorted(run_dir.glob("*-state")):
         key = str(p.resolve())
         if p.is_dir() and key not in seen:
             epoch, step = _train_state(p)
-            seen[key] = SavedState(p, epoch, step)
+            seen[key] = SavedState(p, epoch, step, step)
     return sorted(seen.values(), key=lambda s: (s.step or 0, s.epoch or 0))
 
 
@@ -108,14 +125,14 @@ class ResumeCheck:
     _checked_load: bool = False
 
     def expected_epoch(self) -> int | None:
-        """The epoch sd-scripts should print first: the state's own when it was saved
-        mid-epoch, the next one when it was saved at an epoch's end."""
+        """The epoch sd-scripts should print first: the next one after a state saved at an
+        epoch's end, the state's own for one saved mid-epoch."""
         e, s, spe = self.state.epoch, self.state.step, self.steps_per_epoch
-        if e is None:
-            return None
+        if self.state.kind == "epoch" and e is not None:
+            return e + 1
         if s is not None and spe:
             return s // spe + 1
-        return e + 1
+        return e
 
     def __call__(self, ev: Event, parser: LogParser) -> list[Event]:
         out: list[Event] = []
@@ -129,12 +146,12 @@ class ResumeCheck:
                         "(no 'load train state' line before training started)",
                     )
                 )
-            elif self.state.step is not None and parser.loaded_state[1] != self.state.step:
+            elif self.state.file_step is not None and parser.loaded_state[1] != self.state.file_step:
                 out.append(
                     self._restart(
                         ev,
                         f"the trainer loaded step {parser.loaded_state[1]}, but the state lorakit resumed "
-                        f"from is at step {self.state.step}",
+                        f"from is at step {self.state.file_step}",
                     )
                 )
         if isinstance(ev, EpochStarted) and not self._checked_epoch:
@@ -150,10 +167,12 @@ class ResumeCheck:
                 )
             elif self.ok is None:
                 self.ok = True
-        if isinstance(ev, Progress) and self.ok is not False and self.state.step:
-            offset = self.state.step
-            total = self.planned_total or (ev.total + offset)
-            ev = replace(ev, step=ev.step + offset, total=total)
+        offset = self.state.step or 0
+        if offset and self.ok is not False:
+            if isinstance(ev, Progress):
+                ev = replace(ev, step=ev.step + offset, total=self.planned_total or (ev.total + offset))
+            elif isinstance(ev, Checkpoint | StateSaved) and ev.step is not None:
+                ev = replace(ev, step=ev.step + offset)
         return [ev, *out]
 
     def _restart(self, ev: Event, message: str) -> WarningEvent:
