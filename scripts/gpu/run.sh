@@ -16,6 +16,8 @@
 #   grid | grid-extra | fixtures | oom | bench | SET+SET...   run job sets (see campaign.py);
 #                bench runs one job at a time, the others pack the GPU by expected peak
 #   pack         tar the logs into OUTDIR/logs.tar.gz (also done at the end of every call)
+#   e2e-setup    install .whl-lk (pydantic, platformdirs, simplejpeg, lycoris-lora) for lorakit itself
+#   e2e-checks | e2e-speed   lorakit end to end (scripts/gpu/e2e.py): train/bench as a user runs them
 #
 # Environment knobs: LK_BASE (/tmp/lk), LK_SITE (/tmp/site), LK_DEADLINE (seconds after which
 # no job starts, default 400), LK_HARD (kill time, default 520), LK_BUDGET (GiB, default 128),
@@ -137,6 +139,11 @@ for stage in "$@"; do
     bg-sd3m) bg_synth sd3.5-medium "$LK_BASE/m/sd3" ;;
     bg-sd3l) bg_synth sd3.5-large "$LK_BASE/m/sd3" ;;
     pack) pack ;;
+    e2e-setup)  # lorakit's own needs (pydantic, platformdirs, simplejpeg) + lycoris-lora, from .whl-lk
+      $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$LK_SITE" .whl-lk/*.whl
+      rc=$? ;;
+    e2e-checks) $PY scripts/gpu/e2e.py "$OUT" checks; rc=$? ;;
+    e2e-speed) $PY scripts/gpu/e2e.py "$OUT" speed; rc=$? ;;
     *)
       sets=${stage//+/,}
       extra=()
