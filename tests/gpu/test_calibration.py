@@ -1,9 +1,10 @@
 """The ±10 % target, read from the measurement files: the estimator fails here if it drifts.
 
-- every row of gpu/data/vram_calibration.json (the grid measured on the GPU machine) and every
-  field-notes row the fit covers must be within ±10 % of the measured peak;
-- rows exercising features the fit does not cover (LyCORIS, fp8, ...) are validation points:
-  within ±15 %;
+- every row of gpu/data/vram_calibration.json (the grid measured on the GPU machine) must be within
+  ±10 % of the measured peak — the rows the fit uses and the validation rows (fp8 base, text
+  encoders on the GPU, SD 3.5 large) alike — and so must its training-phase and set-up peaks;
+- field-notes rows (other days and set-ups, whole-device readings; the same SDXL configs read
+  1–16 % higher there than in the grid): within ±15 %, validation rows (LoCon) ±20 %;
 - the stored coefficients must be what a refit of the current data gives (refit with
   ``python -m lorakit.gpu.calibrate --write`` when the data changes);
 - docs/vram.md must show the current grid (``python -m lorakit.gpu.calibrate --docs docs/vram.md``).
@@ -34,26 +35,37 @@ def test_there_are_measurements() -> None:
     assert families == {"sdxl", "sd3.5-medium", "sd3.5-large"}
 
 
-FITTED = [r for r in PEAK_ROWS if calibrate.fitted_feature(r.shape)]
-VALIDATION = [r for r in PEAK_ROWS if not calibrate.fitted_feature(r.shape)]
+GRID = [r for r in PEAK_ROWS if r.source != "field-notes"]
+NOTES = [r for r in PEAK_ROWS if r.source == "field-notes"]
 
 
-@pytest.mark.parametrize("row", FITTED, ids=_ids(FITTED))
-def test_within_ten_percent(row) -> None:  # type: ignore[no-untyped-def]
+def _err(est: float, measured: float) -> float:
+    return est / measured - 1
+
+
+@pytest.mark.parametrize("row", GRID, ids=_ids(GRID))
+def test_grid_within_ten_percent(row) -> None:  # type: ignore[no-untyped-def]
     from lorakit.gpu.estimate import estimate
 
-    est = estimate(row.shape).peak_gib
-    err = est / row.peak_gib - 1
-    assert abs(err) <= 0.10, f"{row.id}: estimate {est:.2f} GiB vs measured {row.peak_gib:.2f} GiB ({err:+.1%})"
+    e = estimate(row.shape)
+    checks = [("peak", e.peak_gib, row.peak_gib)]
+    if row.peak_train_gib:
+        checks.append(("training phase", e.training.gib, row.peak_train_gib))
+    if row.peak_setup_gib:
+        checks.append(("set-up", e.setup_gib, row.peak_setup_gib))
+    for what, est, measured in checks:
+        err = _err(est, measured)
+        assert abs(err) <= 0.10, f"{row.id} {what}: estimate {est:.2f} GiB vs measured {measured:.2f} GiB ({err:+.1%})"
 
 
-@pytest.mark.parametrize("row", VALIDATION, ids=_ids(VALIDATION))
-def test_validation_points_within_fifteen_percent(row) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("row", NOTES, ids=_ids(NOTES))
+def test_field_notes_rows(row) -> None:  # type: ignore[no-untyped-def]
     from lorakit.gpu.estimate import estimate
 
+    limit = 0.15 if calibrate.fitted_feature(row.shape) else 0.20
     est = estimate(row.shape).peak_gib
-    err = est / row.peak_gib - 1
-    assert abs(err) <= 0.15, f"{row.id}: estimate {est:.2f} GiB vs measured {row.peak_gib:.2f} GiB ({err:+.1%})"
+    err = _err(est, row.peak_gib)
+    assert abs(err) <= limit, f"{row.id}: estimate {est:.2f} GiB vs measured {row.peak_gib:.2f} GiB ({err:+.1%})"
 
 
 def test_calibration_grid_covers_the_issue_when_present() -> None:
@@ -74,12 +86,8 @@ def test_stored_coefficients_are_a_fit_of_the_current_data() -> None:
     stored = load_coefficients()
     assert COEFFICIENTS_FILE.is_file()
     refit = calibrate.fit(ROWS)
-    for name, a, b in zip(
-        ["overhead", "sdxl", "medium", "large", "gc unet", "gc mmdit"],
-        stored.as_vector(),
-        refit.as_vector(),
-        strict=True,
-    ):
+    names = ["overhead", "sdxl", "medium", "large", "gc unet", "gc mmdit", "grad overlap"]
+    for name, a, b in zip(names, stored.as_vector(), refit.as_vector(), strict=True):
         assert a == pytest.approx(b, rel=0.01), (
             f"{name}: stored {a} vs refit {b}; run python -m lorakit.gpu.calibrate --write"
         )

@@ -5,19 +5,22 @@
     python -m lorakit.gpu.calibrate --markdown # the grid as the Markdown table of docs/vram.md
     python -m lorakit.gpu.calibrate --docs docs/vram.md  # put that table into the doc
 
-What is fitted (6 numbers): the overhead in every phase (CUDA context + allocator), the
+What is fitted (7 numbers): the overhead in every phase (CUDA context + allocator), the
 activations of one image per megapixel without gradient checkpointing for SDXL, SD 3.5 medium and
-SD 3.5 large, and the share of them kept with checkpointing for U-Nets and for MMDiTs. Everything
-else (weights, network, gradients, optimizer states, text encoders while caching) is counted from
+SD 3.5 large, the share of them kept with checkpointing for U-Nets and for MMDiTs, and the share
+of the network's gradients already alive at a step's activation peak. Everything else (weights,
+network parameters, gradients, optimizer states, text encoders while caching) is counted from
 parameters and is not fitted.
 
-How: minimise Σ wᵢ·(estimateᵢ / measuredᵢ − 1)² over the measured rows — relative errors,
-because the target is ±10 % on every row — plus a weak pull (1e-3 · Σ log²(θ/θ₀)) towards the
-hand-read priors so that a coefficient no row pins (SD 3.5 medium with GC, whose peak is set by the
-T5 caching phase) stays physical. Nelder–Mead on log-coefficients, deterministic start, pure
-Python. Rows of the calibration grid weigh 1, field-notes rows 0.5 when a grid exists (else 1).
-Rows using a feature the fit does not cover (LyCORIS, fp8_base, attention none, uncached latents,
-text-encoder training) are validation points only.
+How: minimise Σ wᵢ·(estimateᵢ / measuredᵢ − 1)² over the measured whole-run peaks — relative
+errors, because the target is ±10 % on every row — plus the same, at half weight, for the
+training-phase and set-up peaks where the benchmark driver recorded them (they pin SD 3.5 medium
+with GC, whose whole-run peak is the T5 caching phase), plus a weak pull (1e-3 · Σ log²(θ/θ₀))
+towards the hand-read priors so that a coefficient no row pins stays physical. Nelder–Mead on
+log-coefficients, deterministic start, pure Python. Rows of the calibration grid weigh 1;
+field-notes rows 0.25 when a grid exists (else 1): other set-ups, less precisely recorded. Rows
+using a feature the fit does not cover (LyCORIS, fp8_base, attention none, uncached latents or
+text encoders, text-encoder training) are validation points only.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from lorakit.gpu.estimate import COEFFICIENTS_FILE, PRIOR, Coefficients, TrainSh
 from lorakit.gpu.measurements import CALIBRATION_FILE, Measurement, load_all, with_peak
 
 REGULARISATION = 1e-3
+FIELD_NOTES_WEIGHT = 0.25  # once a calibration grid exists: other setups, less precisely recorded
+PHASE_WEIGHT = 0.5  # the training / set-up peaks of a row, where the driver recorded them
 
 
 def fitted_feature(shape: TrainShape) -> bool:
@@ -43,6 +48,7 @@ def fitted_feature(shape: TrainShape) -> bool:
         and not shape.fp8_base
         and shape.attention != "none"
         and shape.cache_latents
+        and shape.cache_text_encoder_outputs
         and shape.unet_only
         and not shape.conv_dim
     )
@@ -52,7 +58,7 @@ def weight(row: Measurement, have_grid: bool) -> float:
     if not fitted_feature(row.shape):
         return 0.0
     if row.source == "field-notes" and have_grid:
-        return 0.5
+        return FIELD_NOTES_WEIGHT
     return 1.0
 
 
@@ -112,7 +118,12 @@ def fit(rows: Sequence[Measurement], prior: Coefficients = PRIOR) -> Coefficient
         total = 0.0
         for r, w in used:
             assert r.peak_gib is not None
-            total += w * (estimate(r.shape, c).peak_gib / r.peak_gib - 1) ** 2
+            e = estimate(r.shape, c)
+            total += w * (e.peak_gib / r.peak_gib - 1) ** 2
+            if r.peak_train_gib:
+                total += PHASE_WEIGHT * w * (e.training.gib / r.peak_train_gib - 1) ** 2
+            if r.peak_setup_gib:
+                total += PHASE_WEIGHT * w * (e.setup_gib / r.peak_setup_gib - 1) ** 2
         return total + REGULARISATION * sum((a - b) ** 2 for a, b in zip(logs, log0, strict=True))
 
     best = nelder_mead(loss, log0)
@@ -123,9 +134,10 @@ def fit(rows: Sequence[Measurement], prior: Coefficients = PRIOR) -> Coefficient
         "rows_used": len(used),
         "sources": sources,
         "method": (
-            "minimise sum w*(estimate/measured - 1)^2 (+1e-3 * sum log^2(coef/prior)), "
-            "Nelder-Mead on log-coefficients; calibration-grid rows weigh 1, field-notes rows 0.5 "
-            "when a grid exists; see lorakit/gpu/calibrate.py"
+            "minimise sum w*(estimate/measured - 1)^2 over the whole-run peaks, + 0.5 w * the same for the "
+            "training-phase and set-up peaks where recorded, + 1e-3 * sum log^2(coef/prior); Nelder-Mead on "
+            "log-coefficients; calibration-grid rows weigh 1, field-notes rows 0.25 when a grid exists; "
+            "see lorakit/gpu/calibrate.py"
         ),
         "units": "GiB; act_gib_per_mpix: one image per megapixel, no GC, 16-bit; gc_keep: share kept with GC",
     }
@@ -167,19 +179,32 @@ def _config_words(s: TrainShape) -> str:
         s.optimizer,
         s.precision,
     ]
+    if s.fp8_base:
+        bits.append("fp8 base")
+    if not s.cache_text_encoder_outputs:
+        bits.append("TEs on GPU")
     return ", ".join(bits)
+
+
+def _phase(measured: float | None, est: float) -> str:
+    if not measured:
+        return "–"
+    return f"{measured:.1f} / {est:.1f} ({100 * (est / measured - 1):+.0f} %)"
 
 
 def markdown(rows: Sequence[GridRow]) -> str:
     lines = [
-        "| source | GPU | config | measured GiB | estimate GiB | error | peak phase |",
-        "|---|---|---|---:|---:|---:|---|",
+        "| source | GPU | config | measured GiB | estimate GiB | error | peak phase (est.) "
+        "| training phase meas. / est. | set-up meas. / est. |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|",
     ]
     for g in rows:
         tag = g.row.source + ("" if fitted_feature(g.row.shape) else " (validation)")
+        e = estimate(g.row.shape)
         lines.append(
             f"| {tag} | {g.row.gpu} | {_config_words(g.row.shape)} | {g.row.peak_gib:.1f} | "
-            f"{g.estimate_gib:.1f} | {100 * g.error:+.1f} % | {g.peak_phase} |"
+            f"{g.estimate_gib:.1f} | {100 * g.error:+.1f} % | {g.peak_phase} | "
+            f"{_phase(g.row.peak_train_gib, e.training.gib)} | {_phase(g.row.peak_setup_gib, e.setup_gib)} |"
         )
     return "\n".join(lines)
 

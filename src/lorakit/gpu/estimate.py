@@ -75,7 +75,9 @@ _STATE_SLOTS: dict[str, float] = {
 _STATE_BYTES_8BIT: dict[str, float] = {"adamw8bit": 2.0, "paged-adamw8bit": 2.0, "lion8bit": 1.0}
 
 # Physical constants that no measurement has pinned yet (stated in docs/vram.md).
-VAE_ENCODE_GIB_PER_MPIX = 1.5  # 16-bit VAE encoder working set per image per megapixel (×2 in fp32)
+# 16-bit VAE encoder working set per image per megapixel (×2 in fp32). From the grid's fp8 row,
+# whose set-up peak (5.67 GiB) is its latent-caching phase: fp32 VAE encoding one 1024² image.
+VAE_ENCODE_GIB_PER_MPIX = 2.13
 TE_CACHE_ACT_GIB = 0.1  # text encoders' working set while caching (77/256 tokens, no grad)
 TE_TRAIN_ACT_GIB_PER_IMAGE = 0.15  # CLIP-L + CLIP-G activations kept for backward, per image
 GC_KEEPS_ONE_BLOCK = 0.1  # with GC only the block being recomputed holds rebuilt/upcast weights
@@ -171,6 +173,7 @@ class Coefficients:
     overhead_gib: float  # CUDA context + allocator reserve, in every phase
     act_gib_per_mpix: dict[str, float]  # family → activations of one image per megapixel, no GC, 16-bit
     gc_keep: dict[str, float]  # "unet" / "mmdit" → share of those activations kept with GC
+    grad_overlap: float = 0.5  # share of the gradients already alive at the step's activation peak
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def activation(self, family: str, gc: bool) -> float:
@@ -182,6 +185,7 @@ class Coefficients:
             self.overhead_gib,
             *(self.act_gib_per_mpix[f] for f in FAMILIES),
             *(self.gc_keep[k] for k in DENOISER_KINDS),
+            self.grad_overlap,
         ]
 
     @classmethod
@@ -190,7 +194,8 @@ class Coefficients:
         return cls(
             overhead_gib=v[0],
             act_gib_per_mpix=dict(zip(FAMILIES, v[1 : 1 + n], strict=True)),
-            gc_keep=dict(zip(DENOISER_KINDS, v[1 + n :], strict=True)),
+            gc_keep=dict(zip(DENOISER_KINDS, v[1 + n : 1 + n + len(DENOISER_KINDS)], strict=True)),
+            grad_overlap=v[1 + n + len(DENOISER_KINDS)],
             meta=meta or {},
         )
 
@@ -201,6 +206,7 @@ class Coefficients:
                 "overhead_gib": round(self.overhead_gib, 4),
                 "act_gib_per_mpix": {k: round(v, 4) for k, v in self.act_gib_per_mpix.items()},
                 "gc_keep": {k: round(v, 4) for k, v in self.gc_keep.items()},
+                "grad_overlap": round(self.grad_overlap, 4),
             },
         }
 
@@ -208,7 +214,13 @@ class Coefficients:
     def from_json(cls, data: Mapping[str, Any]) -> Coefficients:
         c = data["coefficients"]
         meta = {k: v for k, v in data.items() if k != "coefficients"}
-        return cls(float(c["overhead_gib"]), dict(c["act_gib_per_mpix"]), dict(c["gc_keep"]), meta)
+        return cls(
+            float(c["overhead_gib"]),
+            dict(c["act_gib_per_mpix"]),
+            dict(c["gc_keep"]),
+            float(c.get("grad_overlap", PRIOR_GRAD_OVERLAP)),
+            meta,
+        )
 
 
 FAMILIES: tuple[str, ...] = ("sdxl", "sd3.5-medium", "sd3.5-large")
@@ -216,10 +228,12 @@ DENOISER_KINDS: tuple[str, ...] = ("unet", "mmdit")
 
 # Starting point of the fit and the fallback if the data file is missing: read off the
 # field-notes tables by hand (SDXL ~10 GiB per 1024² image without GC, ~1.4 with).
+PRIOR_GRAD_OVERLAP = 0.5
 PRIOR = Coefficients(
     overhead_gib=0.6,
     act_gib_per_mpix={"sdxl": 9.6, "sd3.5-medium": 11.0, "sd3.5-large": 22.0},
     gc_keep={"unet": 0.14, "mmdit": 0.08},
+    grad_overlap=PRIOR_GRAD_OVERLAP,
     meta={"source": "prior: hand-read from docs/field-notes.md"},
 )
 
@@ -285,6 +299,12 @@ class Estimate:
     def training(self) -> Phase:
         return next(p for p in self.phases if p.name == "training")
 
+    @property
+    def setup_gib(self) -> float:
+        """Peak before the first step: the caching phases, or the training phase's resident part."""
+        t = self.training
+        return max([p.gib for p in self.phases if p.name != "training"] + [t.gib - t.group("activations")])
+
     def breakdown(self) -> dict[str, float]:
         """The training phase by group, and the largest caching phase."""
         t = self.training
@@ -325,7 +345,7 @@ class _Terms:
     act_unit: float  # denoiser activations in GiB per (GiB-per-megapixel coefficient)
     gc: bool
     other_act: list[Part]  # activation-like parts added to the denoiser's
-    grads: float  # GiB of gradients (alternative to activations at the end of backward)
+    grads: float  # GiB of gradients (all alive at the end of backward, some during it)
     vae_encode: float  # per-step VAE encode working set (uncached latents)
     notes: list[str]
 
@@ -474,11 +494,13 @@ def estimate(shape: TrainShape, coefficients: Coefficients | None = None) -> Est
     den = t.act_unit * c.activation(shape.family, t.gc)
     label = "activations" + (" (gradient checkpointing)" if t.gc else "")
     act_parts = [Part("denoiser_act", label, den, "activations"), *t.other_act]
+    if t.grads:
+        act_parts.append(Part("gradients", "gradients alive during backward", c.grad_overlap * t.grads, "activations"))
     act_sum = sum(p.gib for p in act_parts)
     step = max(act_sum, t.grads, t.vae_encode)
-    if step > act_sum:  # gradients or the VAE encode set the step's peak instead
+    if step > act_sum:  # all gradients (end of backward) or the VAE encode set the step's peak instead
         key, text = (
-            ("gradients", "gradients (after backward)") if t.grads >= t.vae_encode else ("vae_encode", "VAE encode")
+            ("gradients", "gradients (end of backward)") if t.grads >= t.vae_encode else ("vae_encode", "VAE encode")
         )
         act_parts = [Part(key, text, step, "activations")]
     phases.append(Phase("training", PHASE_LABELS["training"], (*t.fixed["training"], *act_parts, overhead)))

@@ -40,6 +40,8 @@ class Measurement:
     images_per_s: float | None = None
     sd_scripts_commit: str = ""
     date: str = ""
+    peak_train_gib: float | None = None  # from the first training step on, when recorded
+    peak_setup_gib: float | None = None  # before the first step (loading, caching, set-up)
 
     @property
     def img_per_s(self) -> float | None:
@@ -259,6 +261,8 @@ def parse_rows(data: Any, source: str) -> tuple[list[Measurement], list[str]]:
                 images_per_s=_num(merged, "images_per_s", "img_per_s", "images_per_sec"),
                 sd_scripts_commit=str(merged.get("sd_scripts_commit", "")),
                 date=str(merged.get("date", "")),
+                peak_train_gib=_num(merged, "peak_train_gib") if peak is not None else None,
+                peak_setup_gib=_num(merged, "peak_setup_gib") if peak is not None else None,
             )
         )
     return out, skipped
@@ -290,4 +294,14 @@ def load_all(data_dir: Path | None = None) -> tuple[list[Measurement], list[str]
 
 
 def with_peak(rows: Iterable[Measurement]) -> list[Measurement]:
-    return [r for r in rows if r.peak_gib is not None]
+    """Rows with a peak, each measured run once (bench rows are repeated across the files)."""
+    seen: set[tuple[TrainShape, str, float]] = set()
+    out = []
+    for r in rows:
+        if r.peak_gib is None:
+            continue
+        key = (r.shape, r.gpu, round(r.peak_gib, 2))
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
