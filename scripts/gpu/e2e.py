@@ -208,8 +208,7 @@ def prepared_dataset(out: Path) -> Path:
     return dest
 
 
-def checks(out: Path, poller: measure.Poller) -> list[dict[str, Any]]:
-    data = prepared_dataset(out)
+def check_jobs(data: Path) -> list[dict[str, Any]]:
     sdxl_ckpt = str(SDXL / "sdxl_synth.safetensors")
     loras = E2E / "comfyui-loras"
     first = [
@@ -225,7 +224,12 @@ def checks(out: Path, poller: measure.Poller) -> list[dict[str, Any]]:
              verify=("sdxl", "lycoris.kohya", sdxl_ckpt),
              argv=train_argv("style-locon", data, sdxl_sets(), E2E / "r4", "training.max_steps=6")),
     ]  # fmt: skip
-    rows = run_jobs(first, out, max_parallel=3, poller=poller)
+    return first
+
+
+def checks(out: Path, poller: measure.Poller) -> list[dict[str, Any]]:
+    data = prepared_dataset(out)
+    rows = run_jobs(check_jobs(data), out, max_parallel=3, poller=poller)
     flag = BASE / "building-sd3.5-large"  # run.sh bg-sd3l builds the model in the background
     while flag.exists():
         time.sleep(1)
@@ -239,8 +243,7 @@ def checks(out: Path, poller: measure.Poller) -> list[dict[str, Any]]:
     return rows
 
 
-def speed(out: Path, poller: measure.Poller) -> list[dict[str, Any]]:
-    data = prepared_dataset(out)
+def bench_jobs(data: Path) -> list[dict[str, Any]]:
     common = [*sdxl_sets(), "training.precision=bf16", "training.no_half_vae=false", "training.batch_size=4",
               "training.gradient_checkpointing=true"]  # fmt: skip
     jobs = []
@@ -250,7 +253,25 @@ def speed(out: Path, poller: measure.Poller) -> list[dict[str, Any]]:
         for s in [*common, f"optimizer.name={opt}", f"output.folder={E2E / ('r5' + opt)}"]:
             argv += ["--set", s]
         jobs.append(dict(name=f"e2e5_bench_{opt}", kind="bench", runs=str(E2E / f"r5{opt}"), argv=argv, batch=4))
-    rows = run_jobs(jobs, out, max_parallel=1, poller=poller)
+    return jobs
+
+
+def speed(out: Path, poller: measure.Poller) -> list[dict[str, Any]]:
+    data = prepared_dataset(out)
+    rows = run_jobs(bench_jobs(data), out, max_parallel=1, poller=poller)
+    return rows + overhead(out, poller, data)
+
+
+def combined(out: Path, poller: measure.Poller) -> list[dict[str, Any]]:
+    """One short call: checks 1, 2, 4 and the AdamW8bit/AdamW pair packed on the GPU (memory is
+    per process, so peaks hold; their s/step is NOT comparable), then the overhead pair alone."""
+    data = prepared_dataset(out)
+    rows = run_jobs(check_jobs(data) + bench_jobs(data), out, max_parallel=4, poller=poller)
+    return rows + overhead(out, poller, data)
+
+
+def overhead(out: Path, poller: measure.Poller, data: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     # orchestration overhead: the same config through lorakit train, then its argv launched directly
     ov = dict(name="e2e6_overhead_lorakit", kind="overhead", runs=str(E2E / "r6"),
               argv=train_argv("comic-style", data, sdxl_sets(), E2E / "r6", "training.max_steps=14",
@@ -280,7 +301,7 @@ def main() -> int:
     poller.start()
     try:
         for w in what:
-            {"checks": checks, "speed": speed}[w](out, poller)
+            {"checks": checks, "speed": speed, "combined": combined}[w](out, poller)
     finally:
         poller.stop()
     return 0

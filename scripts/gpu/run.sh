@@ -144,6 +144,7 @@ for stage in "$@"; do
       rc=$? ;;
     e2e-checks) $PY scripts/gpu/e2e.py "$OUT" checks; rc=$? ;;
     e2e-speed) $PY scripts/gpu/e2e.py "$OUT" speed; rc=$? ;;
+    e2e-combined) $PY scripts/gpu/e2e.py "$OUT" combined; rc=$? ;;
     *)
       sets=${stage//+/,}
       extra=()
