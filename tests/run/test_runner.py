@@ -205,3 +205,32 @@ def test_state_while_running(run_dir: Path) -> None:
     assert state["status"] == "running"  # finish_run writes the final status
     assert state["lorakit_pid"] == os.getpid()
     assert not [e for e in result.events if isinstance(e, Checkpoint)]
+
+
+@posix_only
+def test_first_signal_stops_child_even_if_lorakit_started_with_sigint_ignored(run_dir: Path, tmp_path: Path) -> None:
+    """`lorakit train ... &` from a script starts lorakit with SIGINT ignored; an ignored signal
+    stays ignored across exec, so the trainer would shrug off the stop request (seen on the GPU
+    machine: sd-scripts trained on to the end). The handlers go in before the child starts."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pidfile = tmp_path / "grandchild.pid"
+        child = fake_child(run_dir, checkpoint="1", sleep="60", grandchild=str(pidfile))
+        signal_when(run_dir / "train.log", b"working", [signal.SIGINT])
+        t0 = time.monotonic()
+        result = supervise(child, run_dir, Options(gpu_index=None))
+        assert time.monotonic() - t0 < 20
+        assert result.interrupted and result.returncode != 0
+        _wait_gone(int(pidfile.read_text()))
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_signal_the_trainer_ignored_until_it_finished_is_not_an_interruption(run_dir: Path) -> None:
+    from lorakit.run.runner import ChildResult
+
+    result = supervise(fake_child(run_dir, lora="1"), run_dir, Options(gpu_index=None))
+    late = ChildResult(0, True, None, result.parser, result.events, result.duration_s)
+    out = finish_run(run_dir, late, final_lora=run_dir / "lora.safetensors", expected=EXPECTED)
+    assert (out.status, out.exit_code) == ("done", 0)

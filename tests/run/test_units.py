@@ -339,3 +339,18 @@ def test_gpu_sampler_without_gpu_is_silent(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(nvml, "DeviceReader", boom)
     s = GpuSampler()
     assert s.read() is None and s.read() is None
+
+
+def test_resume_refuses_a_run_that_reached_its_end(tmp_path: Path) -> None:
+    from lorakit.run.resume import last_state
+
+    for name, (epoch, step) in (("e2e-000003-state", (3, 12)), ("e2e-state", (4, 16))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train_state.json").write_text(json.dumps({"current_epoch": epoch, "current_step": step}))
+    folder.write_state(tmp_path, {"status": "interrupted", "save_state": True})
+    with pytest.raises(ConfigError, match="reached the end of training"):
+        last_state(tmp_path)
+    import shutil
+
+    shutil.rmtree(tmp_path / "e2e-state")
+    assert last_state(tmp_path).path.name == "e2e-000003-state"

@@ -109,6 +109,14 @@ def last_state(run_dir: Path) -> SavedState:
             [f"run {run_dir.name} cannot be resumed: {why}"],
             fix="start it again with --set saving.save_state=true (states are saved with each checkpoint)",
         )
+    if states[-1].kind == "last":
+        raise ConfigError(
+            [
+                f"run {run_dir.name} reached the end of training (its newest state, {states[-1].path.name}, "
+                "was saved when training finished); there is nothing left to resume"
+            ],
+            fix="its LoRA is in the run folder; to train longer, start a new run",
+        )
     return states[-1]
 
 

@@ -232,6 +232,7 @@ class _Supervisor:
         self.last_state: str | None = None
         self.samples_seen: set[str] = set()
         self.stopper: _Stopper | None = None
+        self._early_signals = 0
         self.started_at = time.time()
         self._last_state_write = 0.0
         self._last_tick = 0.0
@@ -342,6 +343,18 @@ class _Supervisor:
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> ChildResult:
+        # Handlers go in before the child starts: a handled signal is reset to the default in
+        # the child at exec, while an *ignored* one stays ignored. lorakit started with `&` from
+        # a script (or nohup, some service managers) has SIGINT ignored, and the trainer would
+        # then shrug off the first Ctrl-C/stop request.
+        restore = self._install_signals() if self.opts.handle_signals else None
+        try:
+            return self._run()
+        finally:
+            if restore is not None:
+                restore()
+
+    def _run(self) -> ChildResult:
         opts = self.opts
         log_path = self.run_dir / folder.LOG_FILE
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -354,6 +367,8 @@ class _Supervisor:
                 fix="check the trainer's Python (LORAKIT_PYTHON, --sd-scripts, `lorakit doctor`)",
             ) from exc
         self.stopper = stopper = _Stopper(proc)
+        if self._early_signals:  # a signal came while the child was being started
+            stopper.ask("signal", None)
         self.emit(
             Started(
                 run_dir=str(self.run_dir),
@@ -370,7 +385,6 @@ class _Supervisor:
         assert proc.stdout is not None
         reader = threading.Thread(target=_reader, args=(proc.stdout.fileno(), q), daemon=True)
         reader.start()
-        restore = self._install_signals(stopper) if opts.handle_signals else None
         try:
             with log_path.open("ab", buffering=0) as raw_log:
                 eof = False
@@ -410,8 +424,6 @@ class _Supervisor:
                     if stopper.kill_at is not None and time.monotonic() >= stopper.kill_at:
                         stopper.kill()
         finally:
-            if restore is not None:
-                restore()
             if proc.poll() is None:  # an exception in lorakit itself: never leave a trainer behind
                 stopper.kill()
                 proc.wait()
@@ -430,7 +442,7 @@ class _Supervisor:
             duration_s=time.time() - self.started_at,
         )
 
-    def _install_signals(self, stopper: _Stopper) -> Callable[[], None] | None:
+    def _install_signals(self) -> Callable[[], None] | None:
         if threading.current_thread() is not threading.main_thread():
             return None
         sigs = [signal.SIGINT, signal.SIGTERM]
@@ -439,6 +451,10 @@ class _Supervisor:
         previous: dict[int, Any] = {}
 
         def handler(signum: int, frame: FrameType | None) -> None:
+            stopper = self.stopper
+            if stopper is None:
+                self._early_signals += 1
+                return
             first = stopper.requests == 0
             stopper.ask("signal", None)
             if self.opts.observer is None:
@@ -480,12 +496,14 @@ def outcome_of(
     """(status, exit code, diagnosis) of a trainer process."""
     errors = [e for e in result.events if isinstance(e, ErrorEvent)]
     lora_missing = final_lora is not None and not final_lora.is_file()
+    # a stop request the trainer did not act on before it finished is no interruption
+    completed = result.returncode == 0 and final_lora is not None and not lora_missing
     diag = diagnose(
         returncode=result.returncode,
         errors=errors,
         exceptions=[x.line for x in result.parser.exceptions],
         tail=list(result.parser.tail),
-        interrupted=result.interrupted,
+        interrupted=result.interrupted and not completed,
         lora_missing=lora_missing,
         ctx=ctx,
     )
