@@ -91,6 +91,8 @@ def test_train_success_end_to_end(lorakit, trainer_env: dict[str, str], tmp_path
     assert info["finished"]["status"] == "done" and info["state"]["copies"] == [str(loras / "comic-style.safetensors")]
     text = lorakit("runs", "show", run.name[:16], cwd=cwd)
     assert text.code == 0 and "finished: done (exit 0)" in text.out
+    followed = lorakit("runs", "tail", "last", "-f", "--events", "-n", "1", cwd=cwd)  # ends: the run is over
+    assert followed.code == 0 and json.loads(followed.out)["type"] == "finished"
 
 
 def test_train_crash_exit_1_with_message(lorakit, trainer_env: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
