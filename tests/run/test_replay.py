@@ -146,6 +146,15 @@ def test_resume_replay_continues_the_count(run_dir: Path) -> None:
     assert [e.epoch for e in events if isinstance(e, EpochStarted)] == [2, 3]
     assert not [e for e in events if isinstance(e, WarningEvent)]
     assert result.returncode == 0
+    state = folder.read_state(run_dir)
+    assert (state["step"], state["total"]) == (12, 12)  # the run's count, not the trainer's 8/12
+
+
+def test_samples_of_an_earlier_launch_are_not_announced_again(run_dir: Path) -> None:
+    (run_dir / "sample").mkdir()
+    (run_dir / "sample" / "e2e_e000001_00_20261123213705.png").write_bytes(b"\x89PNG")
+    result = supervise(fake_child(run_dir), run_dir, Options(gpu_index=None))
+    assert not [e for e in result.events if type(e).__name__ == "Sample"]
 
 
 def test_resume_that_restarts_is_flagged_loudly(run_dir: Path) -> None:

@@ -122,9 +122,7 @@ def test_python_crash_is_diagnosed_from_its_traceback(run_dir: Path) -> None:
 
 
 def test_samples_and_checkpoints_become_events(run_dir: Path) -> None:
-    (run_dir / "sample").mkdir()
-    (run_dir / "sample" / "lora_000001_00_20261123.png").write_bytes(b"\x89PNG")
-    result = supervise(fake_child(run_dir, lora="1"), run_dir, Options(gpu_index=None))
+    result = supervise(fake_child(run_dir, lora="1", sample="1"), run_dir, Options(gpu_index=None))
     samples = [e for e in result.events if isinstance(e, Sample)]
     assert [Path(s.path).name for s in samples] == ["lora_000001_00_20261123.png"]
 

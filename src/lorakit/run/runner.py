@@ -230,7 +230,11 @@ class _Supervisor:
         self.warnings: list[WarningEvent] = []
         self.last_checkpoint: str | None = None
         self.last_state: str | None = None
-        self.samples_seen: set[str] = set()
+        # images already in sample/ belong to an earlier launch of this run (resume)
+        sample_dir = run_dir / "sample"
+        self.samples_seen: set[str] = {p.name for p in sample_dir.iterdir()} if sample_dir.is_dir() else set()
+        self._step_offset = 0  # run step − trainer bar step (a resumed launch; set by the transform)
+        self._total: int | None = None  # the run's total when the transform maps it
         self.stopper: _Stopper | None = None
         self._early_signals = 0
         self.started_at = time.time()
@@ -244,8 +248,19 @@ class _Supervisor:
         if ev.t == 0.0:
             ev = replace(ev, t=time.time())
         batch = self.opts.transform(ev, self.parser) if self.opts.transform else [ev]
+        if isinstance(ev, Progress):
+            mapped = next((e for e in batch if isinstance(e, Progress)), None)
+            if mapped is not None:
+                self._step_offset, self._total = mapped.step - ev.step, mapped.total
         for e in batch:
             self._write(e)
+
+    def current(self) -> Progress | None:
+        """The bar's latest state, in the run's own step count."""
+        cur = self.parser.current
+        if cur is None or (not self._step_offset and self._total is None):
+            return cur
+        return replace(cur, step=cur.step + self._step_offset, total=self._total or cur.total)
 
     def _write(self, ev: Event) -> None:
         if isinstance(ev, ErrorEvent):
@@ -276,7 +291,7 @@ class _Supervisor:
 
     def write_state(self, **extra: Any) -> None:
         self._last_state_write = time.monotonic()
-        cur = self.parser.current
+        cur = self.current()
         speed = self.watch.speed()
         folder.update_state(
             self.run_dir,
@@ -329,7 +344,7 @@ class _Supervisor:
                     run_dir=self.run_dir,
                     started_at=self.started_at,
                     now=now,
-                    progress=self.parser.current,
+                    progress=self.current(),
                     speed=self.watch.speed(),
                     gpu=self.gpu_reading,
                     epoch=self.parser.epoch,

@@ -9,6 +9,7 @@ matter) and is steered by environment variables:
   with the ss_* metadata taken from argv (FAKE_LORA_DIM overrides the dim written);
 - FAKE_CHECKPOINT=1: write <output_dir>/<output_name>-000001.safetensors first;
 - FAKE_STATE=epoch:step: write <output_dir>/<output_name>-<epoch:06d>-state/train_state.json first;
+- FAKE_SAMPLE=1: write <output_dir>/sample/<output_name>_000001_00_20261123.png (as sd-scripts names them);
 - FAKE_SLEEP=seconds: then sleep (a long training), printing a line each 0.1 s;
 - FAKE_IGNORE_INT=1: ignore SIGINT (so only a kill stops it);
 - FAKE_GRANDCHILD=path: start a grandchild (same process group) that writes its pid there and sleeps;
@@ -105,6 +106,9 @@ def main() -> int:
             os.write(1, data[i : i + chunk])
             if delay:
                 time.sleep(delay)
+    if env.get("FAKE_SAMPLE"):
+        (out_dir / "sample").mkdir(parents=True, exist_ok=True)
+        (out_dir / "sample" / f"{name}_000001_00_20261123.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     if env.get("FAKE_LORA"):
         dim = int(env.get("FAKE_LORA_DIM") or flag(argv, "network_dim") or 4)
         alpha = str(float(flag(argv, "network_alpha") or 1))
