@@ -1,9 +1,9 @@
 """`lorakit bench`: N training steps through the normal `lorakit train` path, measured.
 
 Reports steady-state s/step (warm-up steps excluded), images/s, time to first step and the
-peak GPU memory seen while the run was alive (NVML, the run's GPU; what other processes held
-before the run started is subtracted). The figures come from the run's own events and the
-runner's NVML readings, so a bench measures exactly what a training would do.
+peak GPU memory of the run (the runner's NVML readings of the run's GPU, minus what was in
+use when it started). The figures come from the run's own events, so a bench measures
+exactly what a training would do.
 """
 
 from __future__ import annotations
@@ -11,43 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lorakit.run.events import Event, Finished, Progress, Started
-from lorakit.run.runner import Snapshot
 from lorakit.run.watch import SpeedWatch
 
 WARMUP_STEPS = 2  # the first steps include cuDNN autotuning, allocator growth, caching
-
-
-@dataclass
-class PeakObserver:
-    """A runner observer that keeps the highest GPU memory reading of the run; it can wrap
-    another observer (the live view) and forward everything to it."""
-
-    inner: Any = None
-    baseline_bytes: int | None = None
-    peak_bytes: int = 0
-    gpu_name: str | None = None
-
-    def start(self, run_dir: Path, argv: list[str], total_steps: int | None) -> None:
-        if self.inner is not None:
-            self.inner.start(run_dir, argv, total_steps)
-
-    def event(self, ev: Event) -> None:
-        if self.inner is not None:
-            self.inner.event(ev)
-
-    def tick(self, snap: Snapshot) -> None:
-        if snap.gpu is not None:
-            self.peak_bytes = max(self.peak_bytes, snap.gpu.used_bytes)
-            self.gpu_name = snap.gpu.name or self.gpu_name
-        if self.inner is not None:
-            self.inner.tick(snap)
-
-    def stop(self) -> None:
-        if self.inner is not None:
-            self.inner.stop()
 
 
 @dataclass
@@ -91,15 +59,12 @@ def summarize(
     preset: str | None,
     run_dir: Path,
     batch_size: int,
-    peak_bytes: int,
-    baseline_bytes: int | None,
     gpu: str | None,
     overrides: list[str],
 ) -> BenchResult:
     sps = steady_s_per_step(events)
     fin = next((e for e in reversed(events) if isinstance(e, Finished)), None)
     last = max((e.step for e in events if isinstance(e, Progress)), default=0)
-    peak = peak_bytes - (baseline_bytes or 0) if peak_bytes else None
     return BenchResult(
         preset=preset,
         run_dir=str(run_dir),
@@ -110,7 +75,7 @@ def summarize(
         images_per_s=round(batch_size / sps, 3) if sps else None,
         time_to_first_step_s=round(v, 1) if (v := time_to_first_step(events)) is not None else None,
         wall_s=round(fin.duration_s, 1) if fin and fin.duration_s is not None else None,
-        peak_vram_gib=round(peak / 2**30, 2) if peak else None,
+        peak_vram_gib=fin.peak_vram_gib if fin else None,  # the runner's NVML readings
         gpu=gpu,
         overrides=overrides,
     )

@@ -66,6 +66,7 @@ def test_train_success_end_to_end(lorakit, trainer_env: dict[str, str], tmp_path
             "comic-style.safetensors",
             "dataset.toml",
             "events.jsonl",
+            "report.html",  # no loss was printed by this stand-in run, so no report.png
             "spec.yaml",
             "state.json",
             "train.log",

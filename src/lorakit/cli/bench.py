@@ -50,7 +50,7 @@ def bench(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view."),
     as_json: bool = JsonOpt,
 ) -> None:
-    from lorakit.bench import PeakObserver, bench_overrides, make_noise_dataset, summarize
+    from lorakit.bench import bench_overrides, make_noise_dataset, summarize
     from lorakit.cli.runs import outcome_error
     from lorakit.kohya.install import require_trainer
     from lorakit.planning import PlanRequest, resolve_spec
@@ -65,18 +65,14 @@ def bench(
         size = max(spec.training.size)
         folder = make_noise_dataset(Path(tempfile.mkdtemp(prefix="lorakit-bench-data-")), images, size)
         req = PlanRequest(preset, config, tuple(sets), folder)
-    baseline = _gpu_used_bytes()
-    observer = PeakObserver(inner=make_view(quiet=quiet or as_json, console=err_console if as_json else console))
-    observer.baseline_bytes = baseline
-    outcome = start_run(req, trainer, observer=observer)
+    view = make_view(quiet=quiet or as_json, console=err_console if as_json else console)
+    outcome = start_run(req, trainer, observer=view)
     result = summarize(
         outcome.events,
         preset=preset,
         run_dir=outcome.run_dir,
         batch_size=_batch_size(outcome.run_dir),
-        peak_bytes=observer.peak_bytes,
-        baseline_bytes=baseline,
-        gpu=observer.gpu_name,
+        gpu=_gpu_name((spec.training.gpus or [0])[0]),
         overrides=list(overrides),
     )
     text = result.to_json()
@@ -103,12 +99,12 @@ def _batch_size(run_dir: Path) -> int:
     return int(spec["training"]["batch_size"])
 
 
-def _gpu_used_bytes(index: int = 0) -> int | None:
+def _gpu_name(index: int) -> str | None:
     try:
         from lorakit.gpu.nvml import gpu
 
-        return gpu(index, processes=False).used_bytes
-    except Exception:  # no NVML / no GPU: the bench still runs, peak is then unknown
+        return gpu(index, processes=False).name
+    except Exception:  # no NVML / no GPU: the bench still ran, the GPU is then unnamed
         return None
 
 

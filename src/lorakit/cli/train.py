@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from lorakit.cli._console import console, err_console
-from lorakit.cli.options import ConfigOpt, DataOpt, JsonOpt, PresetOpt, SdScriptsOpt, SetOpt
+from lorakit.cli.options import ConfigOpt, DataOpt, GpusOpt, JsonOpt, PresetOpt, SdScriptsOpt, SetOpt
 
 if TYPE_CHECKING:  # the planning core (pydantic) is imported when a command runs, not at CLI start
     from lorakit.planning import PlannedRun
@@ -38,42 +38,46 @@ def train(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the exact command; launch nothing."),
     as_json: bool = JsonOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view; print only the outcome."),
+    gpus: str | None = GpusOpt,
+    force: bool = typer.Option(False, "--force", help="Launch even when the VRAM check says it does not fit."),
+    fastest: bool = typer.Option(
+        False, "--fastest", help="Use the batch/GC/precision with the most images/s that fits (same image visits)."
+    ),
+    auto_fit: bool = typer.Option(False, "--auto-fit", help="After a CUDA OOM, retry once with a config that fits."),
 ) -> None:
     from lorakit.kohya.install import PLACEHOLDER, find_trainer, require_trainer
     from lorakit.planning import PlanRequest, plan_run, resolve_spec
 
+    if gpus is not None:
+        from lorakit.kohya.multigpu import gpus_override, parse_gpus
+        from lorakit.run.queue import device_count
+
+        overrides = [*overrides, *gpus_override(parse_gpus(gpus, device_count))]
     req = PlanRequest(preset, config, tuple(overrides), data, strict_paths=not dry_run)
     if dry_run:
+        from lorakit.run.runner import write_plan_files
+
         trainer = find_trainer(sd_scripts) or PLACEHOLDER
         run_dir = Path(tempfile.mkdtemp(prefix="lorakit-dryrun-"))
         planned = plan_run(req, trainer, run_dir)
-        write_run_files(planned)
+        write_plan_files(planned)
         print_plan(planned, as_json=as_json, dry_run=True)
         return
-    # real run: the config is checked first (exit 2), then the environment (exit 3)
-    resolve_spec(req)
+    # real run: the config is checked first (exit 2), then the environment (exit 3), then the fit
+    from lorakit.dataset.plan import scan_dataset
+    from lorakit.gpu.guard import auto_fit_for, guard
+
+    loaded, _ = resolve_spec(req)
     trainer = require_trainer(sd_scripts)
+    guarded = guard(req, loaded.spec, scan_dataset(loaded.spec.dataset), force=force, fastest=fastest)
+    for note in guarded.notes:
+        err_console.print(f"[cyan]note:[/] {note}", markup=True)
     from lorakit.cli.runs import launch
 
-    # --auto-fit hook: pass `auto_fit=fn(planned, outcome) -> PlanRequest | None` (see
-    # lorakit.run.runner.AutoFit); an OOM run is then retried once with the request fn returns.
-    code = launch(req, trainer, quiet=quiet, auto_fit=None)
+    retry = auto_fit_for(guarded.request) if auto_fit else None
+    code = launch(guarded.request, trainer, quiet=quiet, auto_fit=retry)
     if code:
         raise typer.Exit(code)
-
-
-def write_run_files(planned: PlannedRun) -> None:
-    import yaml
-
-    from lorakit.planning import spec_dump
-
-    run_dir = planned.plan.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    files = planned.plan.files() | {"spec.yaml": yaml.safe_dump(spec_dump(planned.spec), sort_keys=False)}
-    for name, text in files.items():
-        tmp = run_dir / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(run_dir / name)
 
 
 def plan_json(planned: PlannedRun) -> dict[str, Any]:

@@ -159,6 +159,7 @@ class Finished(Event):
     exit_code: int
     duration_s: float | None = None
     lora: str | None = None
+    peak_vram_gib: float | None = None  # device memory at its peak minus what was in use at the start
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

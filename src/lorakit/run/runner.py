@@ -127,6 +127,15 @@ class ChildResult:
     parser: LogParser
     events: list[Event]
     duration_s: float
+    gpu_baseline_bytes: int | None = None  # device memory in use at the first reading
+    gpu_peak_bytes: int | None = None  # the highest device reading while the trainer ran
+
+    @property
+    def peak_vram_gib(self) -> float | None:
+        """The run's own peak: highest device reading minus what was in use when it started."""
+        if self.gpu_peak_bytes is None:
+            return None
+        return round((self.gpu_peak_bytes - (self.gpu_baseline_bytes or 0)) / 2**30, 2)
 
 
 @dataclass
@@ -226,6 +235,8 @@ class _Supervisor:
         )
         self.gpu = GpuSampler(opts.gpu_index) if opts.gpu_index is not None else None
         self.gpu_reading: GpuReading | None = None
+        self.gpu_baseline: int | None = None
+        self.gpu_peak: int | None = None
         self.losses: list[float] = []
         self.warnings: list[WarningEvent] = []
         self.last_checkpoint: str | None = None
@@ -334,6 +345,10 @@ class _Supervisor:
         if self.gpu is not None and now_m - self._last_gpu >= 1.0:
             self._last_gpu = now_m
             self.gpu_reading = self.gpu.read()
+            if self.gpu_reading is not None:
+                used = self.gpu_reading.used_bytes
+                self.gpu_baseline = used if self.gpu_baseline is None else self.gpu_baseline
+                self.gpu_peak = max(self.gpu_peak or 0, used)
             for w in self.watch.gpu(self.gpu_reading, now):
                 self._write(w)
         if now_m - self._last_state_write >= self.opts.state_every_s:
@@ -455,6 +470,8 @@ class _Supervisor:
             parser=self.parser,
             events=list(self.log.events),
             duration_s=time.time() - self.started_at,
+            gpu_baseline_bytes=self.gpu_baseline,
+            gpu_peak_bytes=self.gpu_peak,
         )
 
     def _install_signals(self) -> Callable[[], None] | None:
@@ -572,7 +589,11 @@ def finish_run(
                     )
                 )
     finished = Finished(
-        status=status, exit_code=code, duration_s=round(result.duration_s, 3), lora=str(lora) if lora else None
+        status=status,
+        exit_code=code,
+        duration_s=round(result.duration_s, 3),
+        lora=str(lora) if lora else None,
+        peak_vram_gib=result.peak_vram_gib,
     )
     with EventLog(run_dir / EVENTS_FILE) as log:
         for ev in [*extra, finished]:
@@ -683,7 +704,16 @@ def run_planned(
     )
     argv = list(plan.argv) + list(extra_argv or [])
     child = Child(argv=argv, cwd=plan.cwd, env=dict(plan.env))
-    result = supervise(child, run_dir, opts)
+    from lorakit.run.lock import GpuBusy, gpu_lock
+
+    # every GPU of the run is locked for its whole life: a second lorakit training on one of
+    # them is refused (exit 3) instead of both dying of OOM
+    try:
+        with gpu_lock(spec.training.gpus, run=str(run_dir)):
+            result = supervise(child, run_dir, opts)
+    except GpuBusy:
+        folder.update_state(run_dir, status="refused", pid=None)
+        raise
     outcome = finish_run(
         run_dir,
         result,
@@ -695,7 +725,21 @@ def run_planned(
     )
     if opts.observer is not None:
         opts.observer.stop()
+    write_report(run_dir)
     return outcome
+
+
+def write_report(run_dir: Path) -> None:
+    """report.png / report.html (+ samples.png) from the run's events; a report that cannot be
+    drawn (matplotlib missing, say) is a warning, never a failed training."""
+    from lorakit.report.build import build_report
+
+    try:
+        build_report(run_dir)
+    except Exception as exc:  # the LoRA is done; the report is a convenience
+        with EventLog(run_dir / EVENTS_FILE) as log:
+            log.append(WarningEvent(code="report_failed", message=f"report not written: {exc}",
+                                    fix=f"lorakit report {run_dir}"))  # fmt: skip
 
 
 def plan_new_run(req: PlanRequest, trainer: Trainer, *, now: Any = None) -> PlannedRun:
