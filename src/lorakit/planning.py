@@ -109,6 +109,12 @@ def model_file_problems(spec: TrainSpec, strict: bool) -> list[Problem]:
 
 def plan_run(req: PlanRequest, trainer: Trainer, run_dir: Path) -> PlannedRun:
     loaded, warnings = resolve_spec(req)
+    return plan_resolved(loaded, warnings, trainer, run_dir)
+
+
+def plan_resolved(loaded: LoadedSpec, warnings: list[str], trainer: Trainer, run_dir: Path) -> PlannedRun:
+    """The plan of a spec already loaded and checked (``resolve_spec``): scan the dataset once
+    and build the launch plan into ``run_dir``."""
     dataset = scan_dataset(loaded.spec.dataset)
     plan = build_launch_plan(loaded.spec, dataset, trainer, run_dir)
     return PlannedRun(loaded, dataset, plan, warnings + plan.warnings)

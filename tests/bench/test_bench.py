@@ -29,7 +29,7 @@ def test_bench_overrides_turn_off_saving_and_sampling() -> None:
 
 
 def test_bench_cli_end_to_end(lorakit, trainer_env: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    trainer_env.update(FAKE_REPLAY=str(fixture_log("sdxl_success.log")), FAKE_LORA="1", FAKE_CHUNK="64")
+    trainer_env.update(FAKE_REPLAY=str(fixture_log("sdxl_success.log")), FAKE_LORA="1", FAKE_CHUNK="64", FAKE_DELAY="0.004")
     cwd = tmp_path / "w"
     cwd.mkdir()
     res = lorakit(
@@ -39,7 +39,11 @@ def test_bench_cli_end_to_end(lorakit, trainer_env: dict[str, str], tmp_path: Pa
     assert res.code == 0, res.err
     result = json.loads(res.out)
     assert result["status"] == "done" and result["batch_size"] == 1
-    assert result["steps"] >= 3  # the recorded run's own step count
+    assert result["steps"] == 8  # the recorded run's own count (its bar ends at 8/8)
+    sps = result["steady_s_per_step"]
+    assert sps is not None and sps > 0.001  # the replay is paced: steps come milliseconds apart
+    assert result["images_per_s"] == pytest.approx(1 / sps, rel=0.01)
+    assert result["time_to_first_step_s"] is not None and result["peak_vram_gib"] is None  # no GPU here
     run = Path(result["run_dir"])
     argv = (run / "command.txt").read_text(encoding="utf-8")
     assert "--max_train_steps=6" in argv and "save_every_n_epochs" not in argv

@@ -745,12 +745,12 @@ def write_report(run_dir: Path) -> None:
 def plan_new_run(req: PlanRequest, trainer: Trainer, *, now: Any = None) -> PlannedRun:
     """Plan a real run into a new, created run folder ``<output.folder>/<name>-<stamp>/``.
     Nothing is created when the plan fails (bad config, dataset error)."""
-    from lorakit.planning import plan_run, resolve_spec
+    from lorakit.planning import plan_resolved, resolve_spec
 
-    loaded, _ = resolve_spec(req)
+    loaded, warnings = resolve_spec(req)  # the run folder's name comes from the spec: load it once
     spec = loaded.spec
     run_dir = folder.run_dir_path(Path(spec.output.folder).expanduser(), spec.output.name, now).absolute()
-    planned = plan_run(req, trainer, run_dir)
+    planned = plan_resolved(loaded, warnings, trainer, run_dir)
     folder.create_run_dir(run_dir)
     return planned
 
