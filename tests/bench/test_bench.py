@@ -29,7 +29,9 @@ def test_bench_overrides_turn_off_saving_and_sampling() -> None:
 
 
 def test_bench_cli_end_to_end(lorakit, trainer_env: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    trainer_env.update(FAKE_REPLAY=str(fixture_log("sdxl_success.log")), FAKE_LORA="1", FAKE_CHUNK="64", FAKE_DELAY="0.004")
+    trainer_env.update(
+        FAKE_REPLAY=str(fixture_log("sdxl_success.log")), FAKE_LORA="1", FAKE_CHUNK="64", FAKE_DELAY="0.004"
+    )
     cwd = tmp_path / "w"
     cwd.mkdir()
     res = lorakit(
