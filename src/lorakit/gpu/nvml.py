@@ -102,13 +102,31 @@ def session() -> Iterator[Any]:
     nv = _import_pynvml()
     try:
         nv.nvmlInit()
-    except nv.NVMLError as exc:
+    except Exception as exc:  # NVMLError_LibraryNotFound etc., or a broken binding
         raise EnvironmentProblem(f"no NVIDIA GPU driver answered ({_nvml_reason(nv, exc)})", fix=NO_GPU_FIX) from None
     try:
         yield nv
+    except EnvironmentProblem:
+        raise
+    except Exception as exc:  # any NVML failure (an NVMLError, a binding without a function, ...)
+        raise nvml_failure(nv, exc) from None
     finally:
-        with suppress(nv.NVMLError):
+        with suppress(Exception):
             nv.nvmlShutdown()
+
+
+def nvml_failure(nv: Any, exc: Exception) -> EnvironmentProblem:
+    """One clear message for an NVML call that failed in any way (never a traceback)."""
+    nvml_error = getattr(nv, "NVMLError", None)
+    if isinstance(nvml_error, type) and isinstance(exc, nvml_error):
+        why = _nvml_reason(nv, exc)
+    else:
+        why = f"{type(exc).__name__}: {exc}"
+    return EnvironmentProblem(
+        f"reading the GPU through NVML failed ({why})",
+        fix="check that nvidia-smi works and that nvidia-ml-py is up to date (pip install -U nvidia-ml-py); "
+        "without a GPU reading, answer for a given card: lorakit vram-check ... --vram 24GB",
+    )
 
 
 def _nvml_reason(nv: Any, exc: Exception) -> str:
@@ -118,7 +136,7 @@ def _nvml_reason(nv: Any, exc: Exception) -> str:
         "NVMLError_NoPermission": "no permission to read the GPU",
         "NVMLError_LibRmVersionMismatch": "driver/library version mismatch (a reboot usually fixes it)",
     }
-    return named.get(type(exc).__name__, f"NVML: {exc}")
+    return named.get(type(exc).__name__, f"NVML: {type(exc).__name__}: {exc}")
 
 
 def _visible_to_nvml(nv: Any, count: int) -> list[int]:
@@ -162,11 +180,11 @@ def _info(nv: Any, index: int, nvml_index: int, driver: str, cuda: str, processe
     mem = nv.nvmlDeviceGetMemoryInfo(h)
     procs: list[GpuProcess] = []
     try:
-        for p in nv.nvmlDeviceGetComputeProcesses(h) if processes else ():
+        for p in nv.nvmlDeviceGetComputeRunningProcesses(h) if processes else ():
             used = getattr(p, "usedGpuMemory", None)
             procs.append(GpuProcess(int(p.pid), int(used) if isinstance(used, int) else None, _process_name(nv, p.pid)))
-    except nv.NVMLError:
-        pass
+    except Exception:  # processes are an optional fact (not reported on some drivers)
+        procs = []
     try:
         uuid = _text(nv.nvmlDeviceGetUUID(h))
     except nv.NVMLError:
@@ -241,28 +259,34 @@ class DeviceReader:
         self.index = index
         self.name = info.name
         self._nv = _import_pynvml()
+        self._open = False
         try:
             self._nv.nvmlInit()
-        except self._nv.NVMLError as exc:
-            raise EnvironmentProblem(f"no NVIDIA GPU driver answered ({_nvml_reason(self._nv, exc)})") from None
-        self._open = True
-        self._handle = self._nv.nvmlDeviceGetHandleByIndex(info.nvml_index)
+            self._open = True
+            self._handle = self._nv.nvmlDeviceGetHandleByIndex(info.nvml_index)
+        except Exception as exc:
+            self.close()
+            raise nvml_failure(self._nv, exc) from None
 
     def memory(self) -> MemoryReading:
-        mem = self._nv.nvmlDeviceGetMemoryInfo(self._handle)
-        return MemoryReading(int(mem.total), int(mem.used), int(mem.free))
+        """Memory now; any NVML failure is an EnvironmentProblem (callers that poll catch it)."""
+        try:
+            mem = self._nv.nvmlDeviceGetMemoryInfo(self._handle)
+            return MemoryReading(int(mem.total), int(mem.used), int(mem.free))
+        except Exception as exc:
+            raise nvml_failure(self._nv, exc) from None
 
     def utilization(self) -> int | None:
         """GPU busy percentage over the driver's last sample period, None if not reported."""
         try:
             return int(self._nv.nvmlDeviceGetUtilizationRates(self._handle).gpu)
-        except self._nv.NVMLError:
+        except Exception:
             return None
 
     def close(self) -> None:
         if self._open:
             self._open = False
-            with suppress(self._nv.NVMLError):
+            with suppress(Exception):
                 self._nv.nvmlShutdown()
 
     def __enter__(self) -> DeviceReader:
