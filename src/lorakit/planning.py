@@ -45,10 +45,7 @@ def resolve_spec(req: PlanRequest) -> tuple[LoadedSpec, list[str]]:
             ["no configuration given"],
             fix="pass --preset NAME (lorakit presets list) and/or --config FILE.yaml",
         )
-    overrides = list(req.overrides)
-    if req.data is not None:
-        overrides.insert(0, f"dataset.folder={req.data}")
-    loaded = load_spec(req.preset, req.config, overrides)
+    loaded = load_spec(req.preset, req.config, req.overrides, req.data)
     notes = settle_length(loaded)
     problems = check(loaded.spec) + model_file_problems(loaded.spec, req.strict_paths)
     errors = [p.render(where(loaded.origin, p.path)) for p in problems if p.level == "error"]

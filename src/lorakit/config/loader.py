@@ -7,16 +7,18 @@ Every key remembers the layer that set it last, so an error can name the YAML fi
 from __future__ import annotations
 
 import difflib
+import os
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from lorakit.config import presets as preset_store
-from lorakit.config.schema import TrainSpec
+from lorakit.config.schema import OutputSection, TrainSpec
 from lorakit.errors import ConfigError
 
 META_KEYS = ("extends",)
@@ -39,7 +41,7 @@ class LoadedSpec:
         """The merged data of the preset chain alone (what the user's layers changed)."""
         merged = merge_layers([layer for layer in self.layers if layer.label.startswith("preset:")])[0]
         merged.pop("extends", None)
-        return merged
+        return with_default_paths(merged)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -69,6 +71,9 @@ def _layers_for_file(path: Path, label: str, seen: tuple[str, ...] = ()) -> list
         chain = " → ".join([*seen, label])
         raise ConfigError([f"{label}: `extends` loops back on itself ({chain})"])
     data = read_yaml(path)
+    # a user's file: its relative paths are relative to the file; a shipped preset's (which
+    # should hold no machine paths) to the folder lorakit runs in
+    absolutize(data, Path.cwd() if label.startswith("preset:") else Path(os.path.abspath(path)).parent)
     parent = data.pop("extends", None)
     layers: list[Layer] = []
     if parent is not None:
@@ -118,7 +123,78 @@ def override_layer(text: str) -> Layer:
     for part in path[:-1]:
         node = node.setdefault(part, {})
     node[path[-1]] = _Delete() if delete else value
-    return Layer(f"--set {text}", data)
+    return Layer(f"--set {text}", absolutize(data, Path.cwd()))
+
+
+def data_layer(folder: Path) -> Layer:
+    """``--data DIR``: the dataset folder, relative to the current folder."""
+    return Layer(f"--data {folder}", absolutize({"dataset": {"folder": str(folder)}}, Path.cwd()))
+
+
+def with_default_paths(merged: dict[str, Any]) -> dict[str, Any]:
+    """The schema's relative default ``output.folder`` (``runs``) made absolute against the
+    current folder, as if given there: a saved spec must not depend on where it is read."""
+    out = merged.get("output")
+    if out is None or isinstance(out, dict):
+        out = dict(out or {})
+        if "folder" not in out:
+            out["folder"] = str(Path.cwd() / OutputSection.model_fields["folder"].default)
+        merged["output"] = out
+    return merged
+
+
+def _is_path_type(ann: Any) -> bool:
+    return ann is Path or (get_origin(ann) in (Union, types.UnionType) and any(a is Path for a in get_args(ann)))
+
+
+def _is_path_list(ann: Any) -> bool:
+    return get_origin(ann) is list and _is_path_type(get_args(ann)[0])
+
+
+def _submodel(ann: Any) -> tuple[type[BaseModel] | None, bool]:
+    """(model, is_list) when the annotation is a model or a list of models."""
+    inner = get_args(ann)[0] if get_origin(ann) is list and get_args(ann) else None
+    for cand, is_list in ((ann, False), (inner, True)):
+        if isinstance(cand, type) and issubclass(cand, BaseModel):
+            return cand, is_list
+    return None, False
+
+
+def absolute_path(value: Any, base: Path) -> Any:
+    """``~`` expanded, then made absolute against ``base``; anything not a path string stays as
+    it is (the schema reports it)."""
+    if isinstance(value, Path):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        return value
+    return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
+
+
+def absolutize(data: dict[str, Any], base: Path, model: type[BaseModel] = TrainSpec) -> dict[str, Any]:
+    """Every path key of one layer's raw data (the schema's ``Path`` fields, at any depth, in
+    lists too) made absolute against ``base``, in place. sd-scripts runs in its own folder and
+    no shell expands ``~``, so a path must be absolute before it reaches the command."""
+    fields = {f.alias or name: f for name, f in model.model_fields.items()}
+    for key, value in data.items():
+        info = fields.get(key)
+        if info is None or isinstance(value, _Delete):
+            continue
+        ann = info.annotation
+        if _is_path_type(ann):
+            data[key] = absolute_path(value, base)
+        elif _is_path_list(ann) and isinstance(value, list):
+            data[key] = [absolute_path(v, base) for v in value]
+        else:
+            sub, is_list = _submodel(ann)
+            if sub is None:
+                continue
+            if not is_list and isinstance(value, dict):
+                absolutize(value, base, sub)
+            elif is_list and isinstance(value, list):
+                for item in value:
+                    if isinstance(item, dict):
+                        absolutize(item, base, sub)
+    return data
 
 
 class _Delete:
@@ -218,19 +294,23 @@ def load_spec(
     preset: str | None = None,
     config: Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
+    data: Path | None = None,
 ) -> LoadedSpec:
-    """Preset chain, then the user's file (which may itself ``extends:`` a preset), then --set."""
+    """Preset chain, then the user's file (which may itself ``extends:`` a preset), then
+    ``--data``, then --set. Every path comes out absolute (see ``absolutize``)."""
     layers: list[Layer] = []
     if preset:
         layers += preset_layers(preset)
     if config is not None:
         # the file may extend a preset of its own: that chain comes after --preset
         layers += _layers_for_file(config, str(config))
+    if data is not None:
+        layers.append(data_layer(data))
     layers += [override_layer(text) for text in overrides]
     merged, origin = merge_layers(layers)
     for key in META_KEYS:
         merged.pop(key, None)
-    spec = validate(merged, origin)
+    spec = validate(with_default_paths(merged), origin)
     preset_name = preset or next(
         (layer.label.removeprefix("preset:") for layer in layers if layer.label.startswith("preset:")), None
     )
