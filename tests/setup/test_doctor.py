@@ -135,3 +135,24 @@ def test_doctor_broken_trainer_python(home: Path, tmp_path: Path, monkeypatch: A
     assert not report.ok
     trainer = next(c for c in report.checks if c.name == "trainer python")
     assert trainer.status == "missing" and "cannot run" in trainer.detail
+
+
+def test_doctor_warns_without_tensorboard_in_the_trainer(home: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    """lorakit launches with --log_with=tensorboard; accelerate silently drops the logger when
+    the trainer lacks the package, so doctor says what is lost (not required: training works)."""
+    import lorakit.kohya.setup as setup
+
+    sd = make_fake_sd_scripts(tmp_path / "sd")
+    monkeypatch.setenv("LORAKIT_PYTHON", sys.executable)
+    versions = {name: "1.0" for name in setup.PROBED_PACKAGES} | {"tensorboard": None}
+    monkeypatch.setattr(
+        setup,
+        "probe_python",
+        lambda *a, **k: {"python": "3.11.0", "packages": versions, "cuda_available": True, "devices": ["GPU"]},
+    )
+    report = run_doctor(sd, tmp_path, timeout=10)
+    tb = next(c for c in report.checks if c.name == "tensorboard")
+    assert (tb.status, tb.required) == ("warn", False)
+    assert "per-step loss curve" in tb.detail
+    assert tb.fix == f"{sys.executable} -m pip install tensorboard"
+    assert report.ok

@@ -16,6 +16,7 @@ from lorakit.kohya.dataset_toml import dataset_toml
 from lorakit.kohya.families import family
 from lorakit.kohya.families.base import Flags
 from lorakit.kohya.install import Trainer
+from lorakit.kohya.tblog import LOGS_DIR
 
 OPTIMIZER_TYPES: dict[str, str] = {
     "adamw": "AdamW",
@@ -166,6 +167,13 @@ def saving_flags(spec: TrainSpec, run_dir: Path) -> Flags:
     return flags
 
 
+def logging_flags(run_dir: Path) -> Flags:
+    """Per-step scalars (loss/current, loss/average, lr/*) to TensorBoard event files under
+    <run>/logs: what lorakit's loss curve reads (the progress bar prints only a 3-digit running
+    mean), and a folder users can open with `tensorboard --logdir`."""
+    return [("log_with", "tensorboard"), ("logging_dir", str(run_dir / LOGS_DIR))]
+
+
 def sample_prompts(spec: TrainSpec) -> str | None:
     sm = spec.sampling
     if not sm.prompts:
@@ -220,7 +228,7 @@ def build_launch_plan(spec: TrainSpec, dataset: DatasetPlan, trainer: Trainer, r
         *ACCELERATE_LAUNCH,
         *accelerate_args(spec),
         str(trainer.sd_scripts / fam.script),
-        *render_flags(head + saving_flags(spec, run_dir) + net),
+        *render_flags(head + saving_flags(spec, run_dir) + logging_flags(run_dir) + net),
     ]
     if net_args:
         argv += ["--network_args", *net_args]

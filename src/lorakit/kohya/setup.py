@@ -50,6 +50,11 @@ PROBED_PACKAGES: dict[str, bool] = {
     "bitsandbytes": False,
     "lycoris-lora": False,
     "xformers": False,
+    "tensorboard": False,  # in sd-scripts' requirements.txt; without it accelerate drops the logger silently
+}
+# What an optional package is for, said next to a missing one.
+PACKAGE_PURPOSE: dict[str, str] = {
+    "tensorboard": "the per-step loss curve (lorakit falls back to the progress bar's 3-digit running average)",
 }
 PROBE_TIMEOUT_S = 120.0
 LOW_DISK_GIB = 10.0
@@ -398,7 +403,8 @@ def run_doctor(
                         Check(
                             name,
                             "missing" if required else "warn",
-                            "not installed in the trainer python",
+                            "not installed in the trainer python"
+                            + (f": needed for {PACKAGE_PURPOSE[name]}" if name in PACKAGE_PURPOSE else ""),
                             required=required,
                             fix=f"{shlex.quote(trainer.python)} -m pip install {name}",
                         )
