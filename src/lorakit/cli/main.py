@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from lorakit import __version__
 from lorakit.cli import bench as bench_cmd
@@ -65,7 +66,7 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except LorakitError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.render()}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(exc.render())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
 
 

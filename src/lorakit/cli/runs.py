@@ -40,8 +40,9 @@ RunArg = typer.Argument(..., help="Run folder path, its name (or a unique prefix
 
 
 # -- launching (shared by train and resume) -----------------------------------------------------
-def outcome_error(outcome: RunOutcome) -> LorakitError | None:
-    """The typed error for a failed/interrupted outcome (None when done)."""
+def outcome_error(outcome: RunOutcome, save_state: bool | None = None) -> LorakitError | None:
+    """The typed error for a failed/interrupted outcome (None when done). ``save_state``: whether
+    the run saves its training state (False: the fix must not offer `lorakit resume`)."""
     from lorakit.errors import (
         EXIT_BAD_INPUT,
         EXIT_ENVIRONMENT,
@@ -61,7 +62,15 @@ def outcome_error(outcome: RunOutcome) -> LorakitError | None:
         EXIT_ENVIRONMENT: EnvironmentProblem,
         EXIT_BAD_INPUT: DatasetError,
     }.get(d.exit_code, TrainingFailed)
-    err = cls(d.message + where, fix=d.fix)
+    fix = d.fix
+    if d.kind == "interrupted" and save_state is not None:
+        fix = (
+            f"continue it with `lorakit resume {outcome.run_dir.name}`, or start again"
+            if save_state
+            else "start it again with `lorakit train` (this run saved no training state, so it cannot be "
+            "resumed; set saving.save_state=true to make a run resumable)"
+        )
+    err = cls(d.message + where, fix=fix)
     err.exit_code = d.exit_code  # the diagnosis decides (a missing model path is 2, a tokenizer 3)
     return err
 
@@ -82,7 +91,10 @@ def launch(req: Any, trainer: Any, *, quiet: bool, auto_fit: Any = None) -> int:
     from lorakit.run.live import make_view
     from lorakit.run.runner import start_run
 
+    saves_state: list[bool] = []
+
     def announce(planned: Any) -> None:
+        saves_state.append(planned.spec.saving.save_state)
         for w in planned.warnings:
             err_console.print(f"[yellow]warning:[/] {w}")
         if not quiet:
@@ -92,7 +104,7 @@ def launch(req: Any, trainer: Any, *, quiet: bool, auto_fit: Any = None) -> int:
 
     view = make_view(quiet=quiet, console=console)
     outcome = start_run(req, trainer, observer=view, auto_fit=auto_fit, on_planned=announce)
-    err = outcome_error(outcome)
+    err = outcome_error(outcome, saves_state[-1] if saves_state else None)
     if err is not None:
         raise err
     print_outcome(outcome)

@@ -68,7 +68,7 @@ def train(
     from lorakit.gpu.guard import auto_fit_for, guard
 
     loaded, _ = resolve_spec(req)
-    trainer = require_trainer(sd_scripts)
+    trainer = require_trainer(sd_scripts, dry_run_hint=True)
     guarded = guard(req, loaded.spec, scan_dataset(loaded.spec.dataset), force=force, fastest=fastest)
     for note in guarded.notes:
         err_console.print(f"[cyan]note:[/] {note}", markup=True)

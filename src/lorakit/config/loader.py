@@ -44,6 +44,34 @@ class LoadedSpec:
         return with_default_paths(merged)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key repeated in one mapping (PyYAML keeps the last one
+    silently: a second ``dim:`` would train with a value the user did not mean)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                first = seen.get(key)
+                seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key `{key}` is repeated (first on line {first}); keep one",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def strict_yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` that refuses repeated keys (see ``_StrictLoader``)."""
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -52,7 +80,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read ({exc})"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = strict_yaml_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -96,12 +124,47 @@ def preset_layers(name: str, seen: tuple[str, ...] = ()) -> list[Layer]:
     return _layers_for_file(path, f"preset:{name}", seen)
 
 
+def _schema_field(parts: list[str]) -> tuple[Any, str | None]:
+    """The annotation of the field at ``parts`` (None when there is no such key), and a
+    "did you mean" for the first part that is unknown."""
+    model: type[BaseModel] | None = TrainSpec
+    ann: Any = None
+    for i, part in enumerate(parts):
+        if model is None:
+            # below a field that is not a model: only a free-form mapping (``network.args``) has keys
+            return (ann, None) if get_origin(ann) is dict and i == len(parts) - 1 else (None, None)
+        fields = {name: f for name, f in model.model_fields.items()}
+        fields |= {f.alias: f for f in model.model_fields.values() if f.alias}
+        if part not in fields:
+            close = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.6)
+            return None, ".".join([*parts[:i], close[0]]) if close else None
+        ann = fields[part].annotation
+        sub, is_list = _submodel(ann)
+        model = sub if sub is not None and not is_list else None
+    return ann, None
+
+
+def _check_key(text: str, parts: list[str]) -> Any:
+    ann, close = _schema_field(parts)
+    if ann is None:
+        hint = f" — did you mean `{close}`?" if close else ""
+        raise ConfigError(
+            [f"--set {text}: `{'.'.join(parts)}` is not a known setting{hint}"],
+            fix="lorakit presets show NAME lists every key (docs/config-reference.md describes them)",
+        )
+    return ann
+
+
 def parse_override(text: str) -> tuple[list[str], Any, bool]:
-    """``a.b=value`` → (["a","b"], value, False); ``~a.b`` → (["a","b"], None, True)."""
+    """``a.b=value`` → (["a","b"], value, False); ``~a.b`` → (["a","b"], None, True).
+
+    The key must exist in the schema (a typo must not be silently ignored) and the value must
+    not be empty; a path key takes its value literally (a file name may hold ``#`` or ``: ``)."""
     if text.startswith("~"):
-        key = text[1:]
-        if not key:
-            raise ConfigError([f"--set {text}: expected ~key.path"])
+        key = text[1:].strip()
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError([f"--set {text}: expected ~key.path"], fix="for example --set ~model.vae")
+        _check_key(text, key.split("."))
         return key.split("."), None, True
     if "=" not in text:
         raise ConfigError([f"--set {text}: expected key.path=value"], fix="for example --set training.batch_size=2")
@@ -109,11 +172,22 @@ def parse_override(text: str) -> tuple[list[str], Any, bool]:
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError([f"--set {text}: the key before '=' is empty or has an empty part"])
+    parts = key.split(".")
+    ann = _check_key(text, parts)
+    if not raw.strip():
+        raise ConfigError(
+            [f"--set {text}: no value after '='"],
+            fix=f"give a value (--set {key}=VALUE), or remove the key with --set ~{key}",
+        )
+    if _is_path_type(ann):
+        return parts, raw.strip(), False
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = strict_yaml_load(raw)
+    except yaml.YAMLError as exc:
+        if "is repeated" in str(getattr(exc, "problem", "")):
+            raise ConfigError([f"--set {text}: {exc.problem}"]) from None  # type: ignore[attr-defined]
         value = raw
-    return key.split("."), value, False
+    return parts, value, False
 
 
 def override_layer(text: str) -> Layer:
@@ -274,7 +348,7 @@ def _describe(err: Any, origin: dict[str, str]) -> str:
         return f"{source}: `{dotted}` is not a known setting{hint}{allowed}"
     value = err.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "literal_error":
         msg = msg.replace("Input should be", "must be one of:")
     return f"{source}: `{dotted}`: {msg}{shown}"

@@ -8,10 +8,18 @@ a typo must never train silently with a default. Cross-field rules live in
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 Family = Literal["sdxl", "sd3.5-medium", "sd3.5-large"]
 NetworkKind = Literal["lora", "locon", "loha", "lokr", "dylora", "ia3", "glora", "diag-oft"]
@@ -46,12 +54,51 @@ SD3_FAMILIES: frozenset[str] = frozenset({"sd3.5-medium", "sd3.5-large"})
 ArgValue = str | int | float | bool
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
+# Counts with an upper bound: a typo'd 100000000 must be an error naming the limit, not a
+# run planned for centuries (or an argv sd-scripts chokes on).
+Rank = Annotated[int, Field(gt=0, le=1024)]
+EpochCount = Annotated[int, Field(gt=0, le=100_000)]
+StepCount = Annotated[int, Field(gt=0, le=10_000_000)]
+NonNegSteps = Annotated[int, Field(ge=0, le=10_000_000)]
+BatchSize = Annotated[int, Field(gt=0, le=1024)]
+Side = Annotated[int, Field(gt=0, le=8192)]
+Repeats = Annotated[int, Field(gt=0, le=10_000)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+GpuId = Annotated[int, Field(ge=0, le=255)]
+TokenCount = Annotated[int, Field(ge=0, le=255)]
+ClipSkip = Annotated[int, Field(gt=0, le=12)]
+SmallCount = Annotated[int, Field(ge=0, le=256)]
+RESOLUTION_WORDS = "1024 or [1024, 768] (width, height: whole numbers from 64 to 8192)"
+ARG_WORDS = "a string, a number or true/false"
 
 
 class Strict(BaseModel):
-    """Base: unknown keys are errors, values are validated on assignment too."""
+    """Base: unknown keys are errors, values are validated on assignment too; NaN and
+    infinity are refused (no training setting means them)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _readable(handler: ValidatorFunctionWrapHandler, value: Any, words: str) -> Any:
+    """Run pydantic's check of a union field; any failure becomes one message in the user's
+    words (pydantic would report once per union member, naming internals like ``tuple``)."""
+    try:
+        return handler(value)
+    except (ValidationError, ValueError, TypeError):
+        raise ValueError(f"must be {words}") from None
+
+
+def _args(v: Any) -> Any:
+    """``network.args`` / ``optimizer.args``: one clear message per bad entry."""
+    if isinstance(v, dict):
+        for key, value in v.items():
+            if not isinstance(key, str):
+                raise ValueError(f"key {key!r} must be a name (a string)")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"`{key}` must be a finite number (got {value})")
+            if not isinstance(value, str | int | float | bool):
+                raise ValueError(f"`{key}` must be {ARG_WORDS} (got {value!r})")
+    return v
 
 
 class ModelSection(Strict):
@@ -68,12 +115,14 @@ class ModelSection(Strict):
 
 class NetworkSection(Strict):
     kind: NetworkKind = Field("lora", description="lora, or a LyCORIS algorithm (locon, loha, lokr, ...).")
-    dim: PositiveInt = Field(32, description="Rank (network_dim).")
+    dim: Rank = Field(32, description="Rank (network_dim).")
     alpha: Annotated[float, Field(gt=0)] = Field(16, description="network_alpha; alpha/dim scales the LR.")
-    conv_dim: PositiveInt | None = Field(None, description="Conv-layer rank (LoCon/LoHa/LoKr, or LoRA conv).")
+    conv_dim: Rank | None = Field(None, description="Conv-layer rank (LoCon/LoHa/LoKr, or LoRA conv).")
     conv_alpha: Annotated[float, Field(gt=0)] | None = Field(None, description="Conv-layer alpha.")
     dropout: Annotated[float, Field(ge=0, lt=1)] | None = Field(None, description="network_dropout.")
     args: dict[str, ArgValue] = Field(default_factory=dict, description="Extra network_args (key: value).")
+
+    _check_args = field_validator("args", mode="before")(_args)
 
 
 class OptimizerSection(Strict):
@@ -82,19 +131,21 @@ class OptimizerSection(Strict):
     unet_lr: Annotated[float, Field(gt=0)] | None = Field(None, description="U-Net / MMDiT LR (default: lr).")
     text_encoder_lr: Annotated[float, Field(ge=0)] | None = Field(None, description="Text-encoder LR.")
     args: dict[str, ArgValue] = Field(default_factory=dict, description="optimizer_args (key: value).")
+
+    _check_args = field_validator("args", mode="before")(_args)
     scheduler: Scheduler = Field("constant", description="lr_scheduler.")
-    cycles: PositiveInt | None = Field(None, description="lr_scheduler_num_cycles (cosine_with_restarts).")
-    warmup_steps: NonNegInt = Field(0, description="lr_warmup_steps.")
+    cycles: EpochCount | None = Field(None, description="lr_scheduler_num_cycles (cosine_with_restarts).")
+    warmup_steps: NonNegSteps = Field(0, description="lr_warmup_steps.")
     max_grad_norm: Annotated[float, Field(ge=0)] | None = Field(None, description="Gradient clipping.")
 
 
 class TrainingSection(Strict):
-    resolution: PositiveInt | tuple[PositiveInt, PositiveInt] = Field(
+    resolution: Side | tuple[Side, Side] = Field(
         1024, description="Training resolution: 1024 or [width, height]; multiples of 64."
     )
-    batch_size: PositiveInt = Field(1, description="train_batch_size.")
-    epochs: PositiveInt | None = Field(10, description="max_train_epochs (or set max_steps).")
-    max_steps: PositiveInt | None = Field(None, description="max_train_steps (instead of epochs).")
+    batch_size: BatchSize = Field(1, description="train_batch_size.")
+    epochs: EpochCount | None = Field(10, description="max_train_epochs (or set max_steps).")
+    max_steps: StepCount | None = Field(None, description="max_train_steps (instead of epochs).")
     precision: Precision = Field("bf16", description="mixed_precision: fp16, bf16 or fp32.")
     full_bf16: bool = Field(False, description="Keep the whole network in bf16 (saves memory).")
     fp8_base: bool = Field(False, description="Load the frozen base model in fp8 (saves memory).")
@@ -111,25 +162,25 @@ class TrainingSection(Strict):
     scale_weight_norms: Annotated[float, Field(gt=0)] | None = Field(None, description="Max-norm reg.")
     flip_aug: bool = Field(False, description="Random horizontal flip (not for asymmetric subjects).")
     shuffle_caption: bool = Field(False, description="Shuffle caption tags (keep_tokens stay first).")
-    keep_tokens: NonNegInt = Field(1, description="Leading tags never shuffled (the trigger).")
-    clip_skip: PositiveInt | None = Field(None, description="clip_skip (SD 1.x habit; rarely for SDXL).")
-    seed: int = Field(42, description="Random seed.")
+    keep_tokens: TokenCount = Field(1, description="Leading tags never shuffled (the trigger).")
+    clip_skip: ClipSkip | None = Field(None, description="clip_skip (SD 1.x habit; rarely for SDXL).")
+    seed: Seed = Field(42, description="Random seed.")
     enable_bucket: bool = Field(True, description="Aspect-ratio buckets.")
-    min_bucket_reso: PositiveInt = Field(256, description="Smallest bucket side.")
-    max_bucket_reso: PositiveInt = Field(2048, description="Largest bucket side.")
-    bucket_reso_steps: PositiveInt = Field(64, description="Bucket side step.")
-    blocks_to_swap: NonNegInt | None = Field(None, description="SD 3.5: blocks swapped to CPU.")
-    dataloader_workers: NonNegInt = Field(2, description="max_data_loader_n_workers.")
-    gpus: list[NonNegInt] | None = Field(None, description="GPU ids to use (default: the first).")
+    min_bucket_reso: Side = Field(256, description="Smallest bucket side.")
+    max_bucket_reso: Side = Field(2048, description="Largest bucket side.")
+    bucket_reso_steps: Side = Field(64, description="Bucket side step.")
+    blocks_to_swap: SmallCount | None = Field(None, description="SD 3.5: blocks swapped to CPU.")
+    dataloader_workers: SmallCount = Field(2, description="max_data_loader_n_workers.")
+    gpus: list[GpuId] | None = Field(None, description="GPU ids to use (default: the first).")
 
-    @field_validator("resolution", mode="before")
+    @field_validator("resolution", mode="wrap")
     @classmethod
-    def _resolution_list(cls, v: Any) -> Any:
+    def _resolution(cls, v: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         if isinstance(v, list):
-            return tuple(v)
-        if isinstance(v, str) and "," in v:
-            return tuple(int(p) for p in v.split(","))
-        return v
+            v = tuple(v)
+        elif isinstance(v, str) and "," in v:
+            v = tuple(p.strip() for p in v.split(","))
+        return _readable(handler, v, RESOLUTION_WORDS)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -138,26 +189,26 @@ class TrainingSection(Strict):
 
 
 class SavingSection(Strict):
-    every_n_epochs: PositiveInt | None = Field(1, description="Save a checkpoint every N epochs.")
-    every_n_steps: PositiveInt | None = Field(None, description="Save a checkpoint every N steps.")
+    every_n_epochs: EpochCount | None = Field(1, description="Save a checkpoint every N epochs.")
+    every_n_steps: StepCount | None = Field(None, description="Save a checkpoint every N steps.")
     precision: SavePrecision = Field("fp16", description="save_precision of the LoRA file.")
     save_state: bool = Field(False, description="Also save the optimizer state (needed to resume).")
-    keep_last: PositiveInt | None = Field(None, description="save_last_n_epochs: keep only the last N.")
+    keep_last: EpochCount | None = Field(None, description="save_last_n_epochs: keep only the last N.")
 
 
 class SamplingSection(Strict):
     prompts: list[str] = Field(default_factory=list, description="Sample prompts (empty: no samples).")
-    every_n_epochs: PositiveInt | None = Field(None, description="Sample every N epochs.")
-    every_n_steps: PositiveInt | None = Field(None, description="Sample every N steps.")
+    every_n_epochs: EpochCount | None = Field(None, description="Sample every N epochs.")
+    every_n_steps: StepCount | None = Field(None, description="Sample every N steps.")
     sampler: str = Field("euler_a", description="sample_sampler.")
-    steps: PositiveInt = Field(20, description="Sampling steps per image.")
+    steps: Annotated[int, Field(gt=0, le=1000)] = Field(20, description="Sampling steps per image.")
 
 
 class Concept(Strict):
     folder: Path = Field(description="Folder of images (+ captions) for this concept.")
     trigger: str | None = Field(None, description="Trigger token of this concept.")
     class_word: str | None = Field(None, alias="class", description="Class word (person, style, ...).")
-    repeats: PositiveInt | None = Field(None, description="num_repeats (default: dataset.repeats).")
+    repeats: Repeats | None = Field(None, description="num_repeats (default: dataset.repeats).")
     flip_aug: bool | None = Field(None, description="Per-concept flip augmentation.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
@@ -167,7 +218,7 @@ class DatasetSection(Strict):
     folder: Path | None = Field(None, description="Dataset folder (kohya layout or flat). --data sets it.")
     trigger: str | None = Field(None, description="Trigger token (first caption tag).")
     class_word: str | None = Field(None, alias="class", description="Class word, e.g. 'style' or 'woman'.")
-    repeats: PositiveInt = Field(10, description="num_repeats for a flat folder.")
+    repeats: Repeats = Field(10, description="num_repeats for a flat folder.")
     caption_extension: str = Field(".txt", description="Caption file extension (always passed explicitly).")
     concepts: list[Concept] = Field(default_factory=list, description="Explicit concepts (multi-concept).")
 

@@ -78,13 +78,15 @@ def find_trainer(explicit: Path | None = None, env: dict[str, str] | None = None
     return Trainer(source.resolve(), python)
 
 
-def require_trainer(explicit: Path | None = None) -> Trainer:
+def require_trainer(explicit: Path | None = None, *, dry_run_hint: bool = False) -> Trainer:
+    """The trainer, or EnvironmentProblem. ``dry_run_hint``: the command has a ``--dry-run``
+    (only `train` does) that plans without one, so the fix may name it."""
     trainer = find_trainer(explicit)
     if trainer is None:
         raise EnvironmentProblem(
             "no sd-scripts install found, so nothing can train",
             fix="run `lorakit setup`, or point lorakit at an existing one with --sd-scripts PATH "
-            "or LORAKIT_SD_SCRIPTS=PATH (kohya_ss GUI users: its sd-scripts sub-folder); "
-            "`--dry-run` shows the plan without one",
+            "or LORAKIT_SD_SCRIPTS=PATH (kohya_ss GUI users: its sd-scripts sub-folder)"
+            + ("; `--dry-run` shows the plan without one" if dry_run_hint else ""),
         )
     return trainer
