@@ -157,7 +157,13 @@ def test_resume_relaunches_with_last_state(lorakit, trainer_env: dict[str, str],
     assert res.code == 0, res.err
     second_argv = json.loads(argv_log.read_text().splitlines()[1])
     first_argv = json.loads(argv_log.read_text().splitlines()[0])
-    assert second_argv == [*first_argv, f"--resume={run / 'comic-style-000001-state'}"]
+    assert second_argv == [
+        *first_argv,
+        f"--resume={run / 'comic-style-000001-state'}",
+        "--skip_until_initial_step",
+        "--initial_step=180",
+        "--output_name=comic-style-resume1",
+    ]
     starts = [e for e in read_events(run) if isinstance(e, Started)]
     assert [s.resumed_from for s in starts] == [None, str(run / "comic-style-000001-state")]
     assert json.loads((run / "state.json").read_text())["launches"] == 2

@@ -28,8 +28,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorakit.errors import ConfigError
-from lorakit.run.events import Checkpoint, EpochStarted, Event, Progress, StateSaved, WarningEvent, read_events
-from lorakit.run.folder import SPEC_FILE, is_active, read_state
+from lorakit.run.events import (
+    Checkpoint,
+    DatasetSummary,
+    EpochStarted,
+    Event,
+    Progress,
+    StateSaved,
+    WarningEvent,
+    read_events,
+)
+from lorakit.run.folder import SPEC_FILE, read_state, refuse_if_running
 
 if TYPE_CHECKING:
     from lorakit.kohya.install import Trainer
@@ -97,8 +106,7 @@ def saved_states(run_dir: Path) -> list[SavedState]:
 def last_state(run_dir: Path) -> SavedState:
     """The state to resume from, or a ConfigError saying why there is none."""
     state = read_state(run_dir)
-    if is_active(run_dir):
-        raise ConfigError([f"run {run_dir.name} is still running"], fix="wait for it, or stop it with Ctrl-C first")
+    refuse_if_running(run_dir)  # lorakit, or the trainer of a lost run, still at work there
     if state.get("status") == "done":
         raise ConfigError([f"run {run_dir.name} finished; there is nothing to resume"])
     states = saved_states(run_dir)
@@ -120,17 +128,62 @@ def last_state(run_dir: Path) -> SavedState:
     return states[-1]
 
 
+def trainer_step_offset(state_step: int, steps_per_epoch: int | None) -> int:
+    """run step − sd-scripts' ``global_step`` in a launch resumed at ``state_step``.
+
+    lorakit resumes with ``--skip_until_initial_step --initial_step=S``. sd-scripts 48d368fa then
+    skips ``S // L`` whole epochs (L = optimizer steps per epoch) and sets ``global_step`` to what
+    is left, ``S mod L`` (train_network.py, "global_step = initial_step" after the epoch-skip loop;
+    reported upstream as kohya-ss/sd-scripts#1406). Its step-named files and its TensorBoard steps
+    are therefore ``S − S mod L`` behind the run's own count; inside the first epoch they agree."""
+    if not steps_per_epoch or state_step < steps_per_epoch:
+        return 0
+    return state_step - state_step % steps_per_epoch
+
+
+def launch_name(run_dir: Path, output_name: str, launch: int) -> str:
+    """The ``--output_name`` of a resumed launch: its own prefix, so the trainer (which names step
+    files by its own counter, see :func:`trainer_step_offset`) can never write over a file an
+    earlier launch finished. lorakit renames each file to the run's name once it is complete."""
+    n = max(1, launch - 1)
+    while True:
+        name = f"{output_name}-resume{n}"
+        if not any(p.name.startswith((name + ".", name + "-")) for p in run_dir.iterdir()):
+            return name
+        n += 1
+
+
+_STEP_FILE = re.compile(r"-step(\d{8})(?=\.)")
+
+
 @dataclass
 class ResumeCheck:
-    """The runner's event transform for a resumed launch (see the module docstring)."""
+    """The runner's event transform for a resumed launch (see the module docstring).
+
+    It also renames what the launch writes (``<launch name>…`` → ``<output name>…``, step numbers
+    in the run's own count) once the file is complete: a checkpoint event is held back until the
+    trainer moves on (the next progress line) or exits, then written with the final path. A name
+    that already exists is never replaced: the file keeps its launch name and a warning says so."""
 
     state: SavedState
     planned_total: int | None
     steps_per_epoch: int | None
+    run_dir: Path | None = None
+    output_name: str | None = None
+    launch_name: str | None = None
     ok: bool | None = None  # None until the trainer has shown whether it continued
     problems: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)  # trainer's path → final path
     _checked_epoch: bool = False
     _checked_load: bool = False
+    _checked_total: bool = False
+    _warned_past: bool = False
+    _held: list[Checkpoint] = field(default_factory=list)
+
+    @property
+    def offset(self) -> int:
+        """run step − trainer global_step (step-named files, states, TensorBoard)."""
+        return trainer_step_offset(self.state.step or 0, self.steps_per_epoch)
 
     def expected_epoch(self) -> int | None:
         """The epoch sd-scripts should print first: the next one after a state saved at an
@@ -144,6 +197,8 @@ class ResumeCheck:
 
     def __call__(self, ev: Event, parser: LogParser) -> list[Event]:
         out: list[Event] = []
+        if isinstance(ev, DatasetSummary) and ev.batches_per_epoch:
+            self.steps_per_epoch = ev.batches_per_epoch  # the trainer's own count wins over the plan's
         if isinstance(ev, EpochStarted | Progress) and not self._checked_load:
             self._checked_load = True
             if parser.loaded_state is None:
@@ -175,13 +230,106 @@ class ResumeCheck:
                 )
             elif self.ok is None:
                 self.ok = True
-        offset = self.state.step or 0
-        if offset and self.ok is not False:
+        start = self.state.step or 0
+        if isinstance(ev, Progress) and not self._checked_total and start and self.planned_total:
+            # the bar counts max_train_steps − (its initial global_step); a trainer that did not
+            # skip ahead shows the whole run again (seen on the H200: 40 more steps after 20)
+            self._checked_total = True
+            want_total = self.planned_total - (start - self.offset)
+            if ev.total != want_total:
+                out.append(
+                    self._restart(
+                        ev,
+                        f"the trainer plans {ev.total} steps for this launch, not the {want_total} that continue "
+                        f"the run from step {start}",
+                    )
+                )
+        if start and self.ok is not False:
             if isinstance(ev, Progress):
-                ev = replace(ev, step=ev.step + offset, total=self.planned_total or (ev.total + offset))
-            elif isinstance(ev, Checkpoint | StateSaved) and ev.step is not None:
-                ev = replace(ev, step=ev.step + offset)
+                ev = replace(ev, step=ev.step + start, total=self.planned_total or (ev.total + start))
+            elif isinstance(ev, Checkpoint) and ev.step is not None:
+                ev = replace(ev, step=ev.step + start)  # the bar's count
+            elif isinstance(ev, StateSaved) and ev.step is not None:
+                ev = replace(ev, step=ev.step + self.offset)  # train_state.json: the trainer's global_step
+        if (
+            isinstance(ev, Progress)
+            and self.planned_total
+            and ev.step > self.planned_total
+            and not self._warned_past
+        ):
+            self._warned_past = True
+            out.append(
+                WarningEvent(
+                    t=ev.t,
+                    code="past_plan",
+                    message=f"the trainer is at step {ev.step}, past the run's planned {self.planned_total}",
+                    fix=RESTART_FIX,
+                )
+            )
+        if isinstance(ev, Checkpoint) and self._renames():
+            self._held.append(ev)
+            return out
+        if isinstance(ev, Progress) and self._held:
+            return [*self.release(complete=True), ev, *out]
         return [ev, *out]
+
+    def _renames(self) -> bool:
+        return bool(self.run_dir and self.output_name and self.launch_name)
+
+    def release(self, *, complete: bool) -> list[Event]:
+        """Rename the held checkpoints and emit their events. ``complete`` is False when the
+        trainer exited with an error: the newest held file may be half-written, so it keeps its
+        launch name (and is not announced as a finished checkpoint)."""
+        held, self._held = self._held, []
+        out: list[Event] = []
+        for i, ev in enumerate(held):
+            src = Path(ev.path)
+            if not src.is_absolute() and self.run_dir is not None:
+                src = self.run_dir / src
+            if not complete and i == len(held) - 1:
+                if src.exists():
+                    out.append(
+                        WarningEvent(
+                            t=ev.t,
+                            code="checkpoint_incomplete",
+                            message=f"{src.name} was being written when the trainer stopped; it is kept "
+                            "under that name and not counted as a checkpoint",
+                        )
+                    )
+                continue
+            if not src.is_file():
+                continue  # the trainer announced it but never wrote it
+            dest = src.with_name(self.final_name(src.name))
+            if dest == src:
+                out.append(ev)
+                continue
+            if _move_no_replace(src, dest):
+                self.renamed[str(src)] = str(dest)
+                out.append(replace(ev, path=str(dest)))
+            else:
+                out.append(
+                    WarningEvent(
+                        t=ev.t,
+                        code="kept_aside",
+                        message=f"{dest.name} already exists (an earlier launch wrote it); this launch's file "
+                        f"is kept as {src.name}, nothing was overwritten",
+                    )
+                )
+                out.append(ev)
+        return out
+
+    def final_name(self, name: str) -> str:
+        """``<launch>-step00000010.safetensors`` → ``<output>-step000000NN.safetensors`` (run steps);
+        ``<launch>-000002.safetensors`` → ``<output>-000002…``; ``<launch>.safetensors`` → ``<output>…``."""
+        assert self.launch_name is not None and self.output_name is not None
+        if not name.startswith(self.launch_name):
+            return name
+        rest = name[len(self.launch_name) :]
+        if not rest.startswith((".", "-")):
+            return name
+        offset = self.offset
+        rest = _STEP_FILE.sub(lambda m: f"-step{int(m.group(1)) + offset:08d}", rest, count=1)
+        return self.output_name + rest
 
     def _restart(self, ev: Event, message: str) -> WarningEvent:
         self.ok = False
@@ -189,6 +337,24 @@ class ResumeCheck:
         return WarningEvent(
             t=ev.t, code="resume_restarted", message="RESUME DID NOT CONTINUE: " + message, fix=RESTART_FIX
         )
+
+
+def _move_no_replace(src: Path, dest: Path) -> bool:
+    """Rename ``src`` to ``dest`` unless ``dest`` exists (a hard link fails on an existing name;
+    where links are not supported, check then rename)."""
+    import os
+
+    try:
+        os.link(src, dest)
+    except FileExistsError:
+        return False
+    except OSError:
+        if dest.exists():
+            return False
+        os.replace(src, dest)
+        return True
+    src.unlink()
+    return True
 
 
 PATH_KEYS = (
@@ -255,10 +421,16 @@ def resume_run(
     observer: Observer | None = None,
 ) -> tuple[RunOutcome, ResumeCheck]:
     """Relaunch a run from its last saved state, in its own folder; the outcome and the check
-    of whether the trainer really continued (``check.ok``; warnings are in events.jsonl)."""
+    of whether the trainer really continued (``check.ok``; warnings are in events.jsonl).
+
+    The launch gets ``--resume=STATE --skip_until_initial_step --initial_step=S`` (S: the run's
+    own step at the state, so a chained resume continues from the right step even though
+    sd-scripts' ``train_state.json`` of a resumed launch holds its shifted counter) and an
+    output name of its own (:func:`launch_name`); files are renamed to the run's names when
+    complete, never over an existing one."""
     from lorakit.planning import plan_run
     from lorakit.run.folder import find_run, update_state
-    from lorakit.run.runner import Options, run_planned
+    from lorakit.run.runner import ChildResult, Options, run_planned
 
     run_dir = find_run(str(run_ref), runs_dir).absolute()
     state = last_state(run_dir)
@@ -266,10 +438,46 @@ def resume_run(
     planned = plan_run(req, trainer, run_dir)
     (run_dir / RESUME_SPEC).unlink(missing_ok=True)
     steps = planned.plan.steps
-    check = ResumeCheck(state, steps.total_steps, steps.batches_per_epoch)
+    per_epoch = steps.steps_per_epoch
+    start = state.step or 0
+    offset = trainer_step_offset(start, per_epoch)
+    if start >= steps.total_steps:
+        raise ConfigError(
+            [f"run {run_dir.name}: its newest state is at step {start} of {steps.total_steps}; nothing is left"],
+            fix="its checkpoints are in the run folder; to train longer, start a new run",
+        )
+    if offset and steps.total_steps % per_epoch:
+        # the trainer's counter is `offset` behind after the epoch skip (trainer_step_offset), so
+        # its max_train_steps stop would come `offset` steps late: it would train to the end of
+        # the last epoch instead of stopping at the planned total
+        raise ConfigError(
+            [
+                f"run {run_dir.name} cannot be resumed exactly: it stops inside an epoch "
+                f"({steps.total_steps} steps, {per_epoch} per epoch) and the state is past the first epoch; "
+                "sd-scripts 48d368fa would train past the planned total (kohya-ss/sd-scripts#1406)"
+            ],
+            fix="start it again with a step count that is a multiple of the steps per epoch, or with epochs "
+            "instead of max_steps (--set training.epochs=N --set ~training.max_steps)",
+        )
     launches = int(read_state(run_dir).get("launches") or 1) + 1
-    update_state(run_dir, launches=launches)
-    opts = Options(resumed_from=str(state.path), transform=check)
-    outcome = run_planned(planned, observer=observer, options=opts, extra_argv=[f"--resume={state.path}"])
+    name = launch_name(run_dir, planned.spec.output.name, launches)
+    check = ResumeCheck(
+        state,
+        steps.total_steps,
+        per_epoch,
+        run_dir=run_dir,
+        output_name=planned.spec.output.name,
+        launch_name=name,
+    )
+    offsets = dict(read_state(run_dir).get("trainer_step_offsets") or {})
+    offsets[name] = offset
+    update_state(run_dir, launches=launches, trainer_step_offsets=offsets)
+
+    def after_exit(result: ChildResult) -> list[Event]:
+        return check.release(complete=result.returncode == 0)
+
+    opts = Options(resumed_from=str(state.path), transform=check, after_exit=after_exit)
+    extra = [f"--resume={state.path}", "--skip_until_initial_step", f"--initial_step={start}", f"--output_name={name}"]
+    outcome = run_planned(planned, observer=observer, options=opts, extra_argv=extra)
     update_state(run_dir, resume_check="ok" if check.ok else ("restarted" if check.ok is False else "unknown"))
     return outcome, check

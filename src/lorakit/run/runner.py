@@ -116,6 +116,9 @@ class Options:
     # called with each event (and the parser, for what it has seen) before it is written;
     # returns the events to write instead (resume.py's step offset and restart check)
     transform: Callable[[Event, LogParser], list[Event]] | None = None
+    # called once the trainer has exited, before the outcome is decided; returns events to add
+    # (resume.py renames the files of a resumed launch to the run's names here)
+    after_exit: Callable[[ChildResult], list[Event]] | None = None
     handle_signals: bool = True
 
 
@@ -518,6 +521,19 @@ def supervise(child: Child, run_dir: Path, opts: Options | None = None) -> Child
         return _Supervisor(child, run_dir, log, opts).run()
 
 
+def add_events(run_dir: Path, result: ChildResult, events: list[Event], observer: Observer | None) -> None:
+    """Events decided after the trainer exited: into events.jsonl, the result and the view."""
+    if not events:
+        return
+    with EventLog(run_dir / EVENTS_FILE) as log:
+        for ev in events:
+            ev = replace(ev, t=time.time()) if ev.t == 0.0 else ev
+            log.append(ev)
+            result.events.append(ev)
+            if observer is not None:
+                observer.event(ev)
+
+
 def outcome_of(
     result: ChildResult,
     run_dir: Path,
@@ -711,6 +727,8 @@ def run_planned(
     try:
         with gpu_lock(spec.training.gpus, run=str(run_dir)):
             result = supervise(child, run_dir, opts)
+            if opts.after_exit is not None:
+                add_events(run_dir, result, opts.after_exit(result), opts.observer)
     except GpuBusy:
         folder.update_state(run_dir, status="refused", pid=None)
         raise
