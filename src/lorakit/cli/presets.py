@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
@@ -59,4 +60,5 @@ def copy(
     if dest.parent and not dest.parent.exists():
         raise ConfigError([f"{dest.parent} does not exist"], fix="create the folder first")
     shutil.copyfile(src, dest)
-    console.print(f"wrote {dest} (from preset {name}); use it with: lorakit train --config {dest}")
+    use = shlex.join(["lorakit", "train", "--config", str(dest)])
+    console.print(f"wrote {dest} (from preset {name}); use it with: {use}", markup=False)

@@ -4,6 +4,7 @@ helper `lorakit train` / `lorakit resume` use to launch a run and report its out
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,8 @@ def outcome_error(outcome: RunOutcome, save_state: bool | None = None) -> Loraki
     d = outcome.diagnosis
     if outcome.status == "done" or d is None:
         return None
-    where = f" (run folder {outcome.run_dir}; `lorakit runs tail {outcome.run_dir.name}` shows the log)"
+    name = shlex.quote(outcome.run_dir.name)
+    where = f" (run folder {outcome.run_dir}; `lorakit runs tail {name}` shows the log)"
     cls: type[LorakitError] = {
         EXIT_INTERRUPTED: Interrupted,
         EXIT_ENVIRONMENT: EnvironmentProblem,
@@ -65,7 +67,7 @@ def outcome_error(outcome: RunOutcome, save_state: bool | None = None) -> Loraki
     fix = d.fix
     if d.kind == "interrupted" and save_state is not None:
         fix = (
-            f"continue it with `lorakit resume {outcome.run_dir.name}`, or start again"
+            f"continue it with `lorakit resume {name}`, or start again"
             if save_state
             else "start it again with `lorakit train` (this run saved no training state, so it cannot be "
             "resumed; set saving.save_state=true to make a run resumable)"

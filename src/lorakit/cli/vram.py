@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from lorakit.cli._console import console, err_console
 from lorakit.cli.options import ConfigOpt, DataOpt, JsonOpt, PresetOpt, SetOpt
@@ -172,15 +174,15 @@ def _print_applied(
     path: Path, written: dict[str, Any] | None, preset: str | None, config: Path | None, data: Path | None
 ) -> None:
     if written is None:
-        console.print(f"[bold]Apply[/]    nothing to change; {path} not written")
+        console.print(f"[bold]Apply[/]    nothing to change; {escape(str(path))} not written")
         return
-    cmd = ["lorakit train"]
+    cmd = ["lorakit", "train"]
     if preset:
-        cmd.append(f"--preset {preset}")
-    cmd.append(f"--config {path}")
+        cmd += ["--preset", preset]
+    cmd += ["--config", str(path)]
     if data:
-        cmd.append(f"--data {data}")
-    console.print(f"[bold]Apply[/]    wrote {path}; train with: {' '.join(cmd)}", markup=True)
+        cmd += ["--data", str(data)]
+    console.print(f"[bold]Apply[/]    {escape(f'wrote {path}; train with: {shlex.join(cmd)}')}", markup=True)
     if config is not None:
         console.print(f"         ({path} extends {config}; your --set values are in it too)", markup=False)
 
@@ -239,7 +241,7 @@ def _print_report(report: FitReport, want_fastest: bool) -> None:
                 f"{s.images_per_s:.2f} images/s ({cost:+.0%})",
                 markup=False,
             )
-            console.print(f"     {' '.join(s.set_args())}", markup=False)
+            console.print(f"     {s.set_text()}", markup=False)
         console.print("  (--apply FILE writes the first as a config layer for `lorakit train`)", markup=False)
     f = report.fastest
     if f is not None:
@@ -269,6 +271,6 @@ def _print_report(report: FitReport, want_fastest: bool) -> None:
         for note in f.notes:
             console.print(f"  note: {note}", markup=False)
         if o.changes:
-            console.print(f"  {' '.join(o.set_args())}", markup=False)
+            console.print(f"  {o.set_text()}", markup=False)
     elif want_fastest:
         console.print("[bold]Fastest that fits[/]: nothing fits this budget", markup=True)

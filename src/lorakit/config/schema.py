@@ -9,6 +9,7 @@ a typo must never train silently with a default. Cross-field rules live in
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -68,6 +69,7 @@ GpuId = Annotated[int, Field(ge=0, le=255)]
 TokenCount = Annotated[int, Field(ge=0, le=255)]
 ClipSkip = Annotated[int, Field(gt=0, le=12)]
 SmallCount = Annotated[int, Field(ge=0, le=256)]
+PLAIN_NAME = re.compile(r"\w[\w.-]*")
 RESOLUTION_WORDS = "1024 or [1024, 768] (width, height: whole numbers from 64 to 8192)"
 ARG_WORDS = "a string, a number or true/false"
 
@@ -240,9 +242,13 @@ class OutputSection(Strict):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        bad = set(v) & set('/\\:*?"<>|')
-        if not v or bad:
-            raise ValueError(f"must be a plain file name without {''.join(sorted(bad)) or 'being empty'}")
+        # it names files and run folders, and appears in printed commands: letters, digits,
+        # '.', '-', '_' only (no spaces, slashes, quotes or shell characters like $ ( ) ;)
+        if not PLAIN_NAME.fullmatch(v) or len(v) > 100:
+            raise ValueError(
+                "must be a plain file name of letters, digits, '.', '-' and '_' (at most 100, "
+                "not starting with '.' or '-'), e.g. my-style-v2"
+            )
         return v
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -241,7 +242,12 @@ class Option:
         return [f"{k}={_yaml_scalar(v)}" for k, v in self.changes.items()]
 
     def set_args(self) -> list[str]:
-        return [f"--set {o}" for o in self.overrides()]
+        """The changes as command-line arguments: ``["--set", "key=value", ...]``."""
+        return [arg for o in self.overrides() for arg in ("--set", o)]
+
+    def set_text(self) -> str:
+        """``set_args`` shell-quoted: safe to paste."""
+        return shlex.join(self.set_args())
 
 
 def _yaml_scalar(v: Any) -> str:
@@ -320,7 +326,7 @@ class FitReport:
         if self.suggestions:
             lines.append("cheapest changes that fit, by throughput cost:")
             for i, s in enumerate(self.suggestions, 1):
-                lines.append(f"  {i}. {'; '.join(s.words)} → {s.estimate_gib:.1f} GiB  [{' '.join(s.set_args())}]")
+                lines.append(f"  {i}. {'; '.join(s.words)} → {s.estimate_gib:.1f} GiB  [{s.set_text()}]")
         fix = (
             "apply one of these (--set ..., or lorakit vram-check ... --apply fitted.yaml), "
             "or pass --force to launch anyway"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -595,7 +596,7 @@ class QueueRunner:
         env = dict(os.environ)
         env.update({"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "LORAKIT_QUEUE_JOB": job.id, "PYTHONUNBUFFERED": "1"})
         log = log_path.open("ab")
-        log.write(f"$ {' '.join(argv)}\n".encode())
+        log.write(f"$ {shlex.join(argv)}\n".encode())
         log.flush()
         try:
             proc = subprocess.Popen(
