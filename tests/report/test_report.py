@@ -135,6 +135,7 @@ def test_text_output_and_no_samples(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "images/s" in r.stdout and "8.00" in r.stdout
+    assert "note: no TensorBoard logs in the run folder" in r.stdout  # the fallback is said, not silent
     assert f"wrote {run / 'report.html'}" in r.stdout
     assert not (run / "samples.png").exists()  # a regenerated report drops a stale grid
     page = (run / "report.html").read_text()
@@ -223,3 +224,85 @@ def test_report_of_a_real_lorakit_train_run(tmp_path: Path) -> None:
     assert out["final_loss"] == pytest.approx(0.15)
     assert out["lora"].endswith("rep.safetensors")
     assert Path(out["report_png"]).is_file()
+
+
+# -- per-step loss from the trainer's TensorBoard logs -------------------------------------------
+def tb_loss(step: int) -> float:
+    return 0.2 - 0.005 * step + (0.03 if step % 2 else -0.03)  # noisy per step, as real losses are
+
+
+def colour_pixels(png: Path, rgb: tuple[int, int, int], tol: int = 3) -> int:
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(png) as im:
+        px = np.asarray(im.convert("RGB"), dtype=np.int16)
+    return int((np.abs(px - np.array(rgb, dtype=np.int16)) <= tol).all(axis=-1).sum())
+
+
+LIGHT, DARK = (0x9E, 0xCA, 0xE1), (0x08, 0x51, 0x9C)
+
+
+def test_report_plots_the_trainers_per_step_loss_and_a_smoothed_line(tmp_path: Path) -> None:
+    from lorakit.kohya.tblog import smoothed
+    from tests.tbwrite import write_launch
+
+    run = write_run(tmp_path / "runs" / "comic-20261123-120000", samples=False)
+    write_launch(run, "20261123120000", [(s, tb_loss(s)) for s in range(1, 21)], epoch_every=10)
+    files = build_report(run)
+    s = files.summary
+    assert (s.loss_source, s.loss_note) == ("tensorboard", None)
+    per_step = [tb_loss(i) for i in range(1, 21)]
+    assert [lp.step for lp in s.losses] == list(range(1, 21))
+    assert [lp.loss for lp in s.losses] == pytest.approx(per_step, rel=1e-6)  # not the events' values
+    assert s.avg_loss == pytest.approx(sum(per_step) / 20, rel=1e-6)
+    assert s.final_loss == pytest.approx(sum(per_step) / 20, rel=1e-6)  # loss/average at step 20
+    assert s.final_smoothed_loss == pytest.approx(smoothed(per_step)[-1], rel=1e-6)
+    page = files.html.read_text()
+    assert "<th>loss from</th><td>tensorboard (per step)</td>" in page
+    assert "tensorboard --logdir logs" in page
+    # the light per-step line and the dark smoothed one are both drawn
+    assert colour_pixels(run / "report.png", LIGHT) > 300 and colour_pixels(run / "report.png", DARK) > 300
+
+
+def test_report_of_a_resumed_run_takes_the_later_launch_for_repeated_steps(tmp_path: Path) -> None:
+    from tests.tbwrite import write_launch
+
+    run = write_run(tmp_path / "run", samples=False)
+    write_launch(run, "20261123120000", [(s, 1.0) for s in range(1, 13)], wall_start=T0)
+    write_launch(run, "20261123130000", [(s, 0.5) for s in range(11, 21)], wall_start=T0 + 3600)
+    s = build_report(run).summary
+    assert [(lp.step, lp.loss) for lp in s.losses] == [(i, 1.0) for i in range(1, 11)] + [
+        (i, 0.5) for i in range(11, 21)
+    ]
+
+
+def test_report_without_logs_falls_back_to_the_progress_bar_and_says_so(tmp_path: Path) -> None:
+    run = tmp_path / "old-run"
+    run.mkdir()
+    with EventLog(run / "events.jsonl") as log:
+        log.append(Started(t=T0, run_dir=str(run), argv=ARGV, total_steps=30))
+        for step in range(1, 31):  # what sd-scripts' bar gives: a 3-digit running mean, no per-step loss
+            log.append(Progress(t=T0 + step, step=step, total=30, avr_loss=round(0.2 - step // 10 * 0.01, 3)))
+    files = build_report(run)
+    s = files.summary
+    assert s.loss_source == "progress bar" and s.avg_loss == pytest.approx(
+        (9 * 0.2 + 10 * 0.19 + 10 * 0.18 + 0.17) / 30
+    )
+    assert s.loss_note is not None and "no TensorBoard logs" in s.loss_note
+    page = files.html.read_text()
+    assert "<th>loss from</th><td>progress bar (3 digits)</td>" in page
+    assert "no TensorBoard logs in the run folder" in page
+    # only the dark running-mean line: no light per-step line (a few anti-aliased edge pixels at most)
+    assert colour_pixels(run / "report.png", LIGHT) < 30 and colour_pixels(run / "report.png", DARK) > 300
+
+
+def test_report_without_the_reader_package_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.tbwrite import write_launch
+
+    run = write_run(tmp_path / "run", samples=False)
+    write_launch(run, "20261123120000", [(s, tb_loss(s)) for s in range(1, 21)])
+    monkeypatch.setitem(sys.modules, "tensorboard.backend.event_processing.event_accumulator", None)
+    files = build_report(run)
+    assert files.summary.loss_source == "progress bar"
+    assert "pip install tensorboard" in files.html.read_text()

@@ -11,7 +11,8 @@ from lorakit.cli._console import console
 from lorakit.cli.options import JsonOpt
 from lorakit.cli.runs import RunArg, RunsDirOpt
 
-HELP = """Regenerate a run's report (loss curve, samples grid, summary table) from its events.jsonl.
+HELP = """Regenerate a run's report (loss curve, samples grid, summary table) from its events.jsonl
+and the per-step loss the trainer logged to its logs/ folder (TensorBoard event files).
 
 Examples:
 
@@ -42,6 +43,8 @@ def report(run: str = RunArg, runs_dir: Path = RunsDirOpt, as_json: bool = JsonO
     width = max(len(k) for k, _ in summary_rows(files.summary))
     for key, value in summary_rows(files.summary):
         console.print(f"{key:<{width}}  {value}", markup=False)
+    if files.summary.loss_note:
+        console.print(f"note: {files.summary.loss_note}", markup=False)
     for path in (files.html, files.png, files.samples):
         if path is not None:
             console.print(f"wrote {path}", markup=False)

@@ -1,5 +1,6 @@
 """``report.png`` (loss curve), ``samples.png`` (grid of sample images) and ``report.html``
-(summary table + both pictures) of a run folder, from its ``events.jsonl``.
+(summary table + both pictures) of a run folder, from its ``events.jsonl`` and the per-step
+scalars sd-scripts logged to ``<run>/logs`` (TensorBoard event files, ``lorakit.kohya.tblog``).
 
 matplotlib (Agg backend) and Pillow are imported inside the functions that draw. Every file
 is written atomically (temp file + rename), so a report being regenerated is never half read.
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lorakit.errors import LorakitError
-from lorakit.report.summary import RunSummary, summarize
+from lorakit.report.summary import SOURCE_TENSORBOARD, RunSummary, StepScalars, summarize
 from lorakit.run.events import EVENTS_FILE, read_events
 from lorakit.run.folder import atomic_write_bytes, atomic_write_text, read_state
 
@@ -128,9 +129,23 @@ def write_samples_grid(paths: Sequence[Path], dest: Path) -> Path | None:
     return dest
 
 
+def read_step_scalars(run_dir: Path) -> StepScalars:
+    """The run's per-step loss and running mean from its TensorBoard logs (empty + a note
+    when there are none or the reader is missing)."""
+    from lorakit.kohya.tblog import AVERAGE_TAG, LOSS_TAG, read_scalars
+
+    log = read_scalars(run_dir)
+    return StepScalars(
+        loss={p.step: p.value for p in log.series(LOSS_TAG)},
+        average={p.step: p.value for p in log.series(AVERAGE_TAG)},
+        note=log.note,
+    )
+
+
 def write_loss_plot(summary: RunSummary, dest: Path) -> Path | None:
-    """Loss curve (per-step loss and sd-scripts' running average), checkpoints marked; None
-    when no progress event carried a loss."""
+    """Loss curve, checkpoints marked; None when there is no loss to plot. With the trainer's
+    per-step loss: each step (light) and an exponential moving average (dark). Without it:
+    sd-scripts' running mean as its progress bar printed it (3 digits), said on the plot."""
     if not summary.losses:
         return None
     import matplotlib
@@ -138,16 +153,20 @@ def write_loss_plot(summary: RunSummary, dest: Path) -> Path | None:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    from lorakit.kohya.tblog import smoothed, smoothing_span
+
     fig = Figure(figsize=(9, 4.5), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
     steps = [lp.step for lp in summary.losses if lp.loss is not None]
     raw = [lp.loss for lp in summary.losses if lp.loss is not None]
     if raw:
         ax.plot(steps, raw, color="#9ecae1", linewidth=0.8, label="loss (per step)")
-    avr_steps = [lp.step for lp in summary.losses if lp.avr_loss is not None]
-    avr = [lp.avr_loss for lp in summary.losses if lp.avr_loss is not None]
-    if avr:
-        ax.plot(avr_steps, avr, color="#08519c", linewidth=1.6, label="avr_loss (running mean)")
+        span = smoothing_span(len(raw))
+        ax.plot(steps, smoothed(raw, span), color="#08519c", linewidth=1.8, label=f"smoothed (EMA, {span} steps)")
+    else:
+        avr_steps = [lp.step for lp in summary.losses if lp.avr_loss is not None]
+        avr = [lp.avr_loss for lp in summary.losses if lp.avr_loss is not None]
+        ax.plot(avr_steps, avr, color="#08519c", linewidth=1.6, label="avr_loss (running mean, progress bar)")
     marked = False
     for c in summary.checkpoints:
         if c.kind == "lora" and c.step is not None:
@@ -161,6 +180,11 @@ def write_loss_plot(summary: RunSummary, dest: Path) -> Path | None:
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right")
+    if summary.loss_source != SOURCE_TENSORBOARD:
+        ax.text(
+            0.01, 0.02, "no per-step loss in logs/ (see report.html): the progress bar's rounded running mean",
+            transform=ax.transAxes, fontsize=8, color="#a60",
+        )  # fmt: skip
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -193,7 +217,9 @@ def summary_rows(s: RunSummary) -> list[tuple[str, str]]:
         ("images/s", _f(s.images_per_s, ".2f")),
         ("batch", "–" if s.batch_size is None else f"{s.batch_size} × {s.n_gpus} GPU(s)"),
         ("final loss (avr_loss)", _f(s.final_loss, ".4f")),
+        ("final loss (smoothed per step)", _f(s.final_smoothed_loss, ".4f")),
         ("average loss", _f(s.avg_loss, ".4f")),
+        ("loss from", s.loss_source + (" (per step)" if s.loss_source == SOURCE_TENSORBOARD else " (3 digits)")),
         ("checkpoints", str(sum(1 for c in s.checkpoints if c.kind == "lora"))),
     ]
     if s.peak_vram_gib:
@@ -223,6 +249,13 @@ def render_html(s: RunSummary, png: str | None, samples: str | None, generated: 
         parts.append("<h2>Warnings</h2><ul>" + "".join(f'<li class="warn">{e(x)}</li>' for x in s.warnings) + "</ul>")
     if png:
         parts.append(f'<h2>Loss</h2><img src="{e(png)}" alt="loss curve">')
+    if s.loss_note:
+        parts.append(f'<p class="warn">{e(s.loss_note)}</p>')
+    if s.loss_source == SOURCE_TENSORBOARD:
+        parts.append(
+            "<p>Every value the trainer logged (loss, running mean, learning rates) is in <code>logs/</code>: "
+            "<code>tensorboard --logdir logs</code> in the run folder.</p>"
+        )
     lora_cps = [c for c in s.checkpoints if c.kind == "lora"]
     if lora_cps:
         rows = "".join(
@@ -233,7 +266,7 @@ def render_html(s: RunSummary, png: str | None, samples: str | None, generated: 
         parts.append(f"<h2>Checkpoints</h2><table><tr><th>file</th><th>step</th><th>epoch</th></tr>{rows}</table>")
     if samples:
         parts.append(f'<h2>Samples</h2><img src="{e(samples)}" alt="sample images">')
-    parts.append(f'<p style="color:#888">generated by lorakit report from events.jsonl, {e(generated)}</p>')
+    parts.append(f'<p style="color:#888">generated by lorakit report from events.jsonl and logs/, {e(generated)}</p>')
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -247,7 +280,8 @@ def build_report(run_dir: Path, *, now: float | None = None) -> ReportFiles:
             fix="pass a run folder made by `lorakit train` (lorakit runs list)",
         )
     state: Mapping[str, Any] = read_state(run_dir)
-    summary = summarize(read_events(run_dir), read_raw_events(run_dir), state, run_dir)
+    scalars = read_step_scalars(run_dir)
+    summary = summarize(read_events(run_dir), read_raw_events(run_dir), state, run_dir, scalars)
     png = write_loss_plot(summary, run_dir / REPORT_PNG)
     if png is None:
         (run_dir / REPORT_PNG).unlink(missing_ok=True)

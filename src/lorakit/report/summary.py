@@ -10,7 +10,11 @@ event lines (peak VRAM) and the run's ``state.json`` (preset, name) → a :class
   with too few steps, the median of tqdm's own rate;
 - images/s: batch size (``dataset`` event) × GPUs (``--num_processes`` in the ``started``
   argv) ÷ s/step;
-- losses: final ``avr_loss`` (sd-scripts' running mean) and the mean of the per-step losses;
+- losses: per step from sd-scripts' TensorBoard logs (``loss/current``, full precision; passed
+  in as :class:`StepScalars`, read by ``lorakit.kohya.tblog``) when the run has them, else the
+  progress bar's 3-digit running mean (``avr_loss`` of the progress events) with a note saying
+  so; the final loss (sd-scripts' running mean at the last step, and the smoothed per-step loss)
+  and the mean of the per-step losses;
 - peak VRAM: any event's ``peak_vram_gib`` — a number, or ``{gpu index: GiB}`` — max per GPU.
 """
 
@@ -36,6 +40,18 @@ from lorakit.run.events import (
 )
 
 WARMUP_STEPS = 2
+SOURCE_TENSORBOARD = "tensorboard"
+SOURCE_PROGRESS = "progress bar"
+
+
+@dataclass(frozen=True)
+class StepScalars:
+    """Per-step values read from the run's TensorBoard logs (step → value), and why there are
+    none when there are none."""
+
+    loss: Mapping[int, float] = field(default_factory=dict)
+    average: Mapping[int, float] = field(default_factory=dict)
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,9 @@ class RunSummary:
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     epochs: int | None = None
+    loss_source: str = SOURCE_PROGRESS  # where the per-step curve comes from
+    loss_note: str | None = None  # why there is no per-step loss (the fallback said out loud)
+    final_smoothed_loss: float | None = None  # the smoothed per-step loss at the last step
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +112,9 @@ class RunSummary:
             "n_gpus": self.n_gpus,
             "final_loss": self.final_loss,
             "avg_loss": self.avg_loss,
+            "final_smoothed_loss": self.final_smoothed_loss,
+            "loss_source": self.loss_source,
+            "loss_note": self.loss_note,
             "checkpoints": [
                 {"path": c.path, "step": c.step, "epoch": c.epoch, "kind": c.kind} for c in self.checkpoints
             ],
@@ -160,6 +182,7 @@ def summarize(
     raw: Sequence[Mapping[str, Any]] = (),
     state: Mapping[str, Any] | None = None,
     run_dir: Path | None = None,
+    scalars: StepScalars | None = None,
 ) -> RunSummary:
     state = state or {}
     started = [e for e in events if isinstance(e, Started)]
@@ -187,6 +210,14 @@ def summarize(
     for p in progress:
         if p.loss is not None or p.avr_loss is not None:
             per_step[p.step] = LossPoint(p.step, p.loss, p.avr_loss)
+    source, note = SOURCE_PROGRESS, scalars.note if scalars else None
+    if scalars is not None and scalars.loss:
+        # the trainer's own per-step values replace the progress bar's rounded ones
+        source, note = SOURCE_TENSORBOARD, scalars.note
+        bar = {step: lp.avr_loss for step, lp in per_step.items()}
+        per_step = {
+            step: LossPoint(step, loss, scalars.average.get(step, bar.get(step))) for step, loss in scalars.loss.items()
+        }
     losses = tuple(sorted(per_step.values(), key=lambda lp: lp.step))
     step_losses = [lp.loss for lp in losses if lp.loss is not None]
     avr = [lp.avr_loss for lp in losses if lp.avr_loss is not None]
@@ -221,4 +252,15 @@ def summarize(
         ),
         warnings=tuple(e.message for e in events if isinstance(e, WarningEvent)),
         epochs=epochs,
+        loss_source=source,
+        loss_note=note,
+        final_smoothed_loss=_last_smoothed(step_losses),
     )
+
+
+def _last_smoothed(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    from lorakit.kohya.tblog import smoothed
+
+    return smoothed(values)[-1]
