@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 MAX_TAGS_ADVISED = 20
 
@@ -94,6 +95,24 @@ def normalise(text: str, trigger: str | None, class_word: str | None, notes: lis
             actions.append("added class")
         unique = lead + rest
     return Caption(tuple(unique), tuple(actions))
+
+
+def caption_has_text(text: str, trigger: str | None = None, class_word: str | None = None) -> bool:
+    """Whether a caption says anything beyond the trigger and class word: the one definition of
+    an "empty caption" that ``inspect`` and ``prepare`` share (blank, only commas/whitespace, or
+    only the trigger/class words is empty)."""
+    lead = {w.casefold() for w in (trigger, class_word) if w}
+    if trigger and class_word:
+        lead.add(f"{trigger} {class_word}".casefold())
+    return any(t.casefold() not in lead for t in split_tags(text))
+
+
+def read_caption_text(path: Path) -> tuple[str, list[str]] | None:
+    """A caption file's text and decode notes; None when it cannot be read."""
+    try:
+        return decode_caption(path.read_bytes())
+    except OSError:
+        return None
 
 
 def trigger_caption(trigger: str | None, class_word: str | None) -> Caption:

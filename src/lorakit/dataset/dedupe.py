@@ -86,6 +86,18 @@ def near_pairs(hashes: Sequence[int], max_distance: int) -> list[tuple[int, int,
     return pairs
 
 
+Rank = tuple[int, ...]
+
+
+def keep_rank(captioned: bool, pixels: int, file_size: int, name: str) -> Rank:
+    """Which of two duplicates to keep (higher wins): the captioned one (a caption is never
+    lost to a duplicate), then the larger image, then the plainer name (``photo.jpg`` over
+    ``photo copy.jpg`` / ``photo (1).jpg``: shorter, then fewer non-letters)."""
+    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    odd = sum(1 for ch in stem if not ch.isalnum())
+    return (int(captioned), pixels, file_size, -len(stem), -odd)
+
+
 @dataclass(frozen=True)
 class Drop:
     index: int
@@ -97,27 +109,28 @@ class Drop:
 def find_duplicates(
     sha256: Sequence[str],
     hashes: Sequence[int | None],
-    rank: Sequence[tuple[int, int]],
+    rank: Sequence[Rank],
     max_distance: int,
 ) -> list[Drop]:
     """Which images to drop so one of each duplicate group stays.
 
-    ``rank[i]`` orders images (pixels, file size): of a group the highest rank stays, ties go to
-    the lower index (the caller passes images sorted by path, so the result is stable).
-    Exact duplicates (same SHA-256) first; then near-duplicates among what is left, grouped
-    transitively (union-find) over pairs within ``max_distance`` (a negative distance turns
-    near-duplicate search off).
+    ``rank[i]`` orders images (``keep_rank``: captioned, pixels, file size, plainer name): of a
+    group the highest rank stays, ties go to the lower index (the caller passes images sorted
+    by path, so the result is stable). Exact duplicates (same SHA-256) first; then
+    near-duplicates among what is left, grouped transitively (union-find) over pairs within
+    ``max_distance`` (a negative distance turns near-duplicate search off).
     """
     n = len(sha256)
     drops: list[Drop] = []
-    first: dict[str, int] = {}
-    alive: list[int] = []
+    by_sha: dict[str, list[int]] = {}
     for i in range(n):
-        owner = first.setdefault(sha256[i], i)
-        if owner != i:
-            drops.append(Drop(i, owner, "exact"))
-        else:
-            alive.append(i)
+        by_sha.setdefault(sha256[i], []).append(i)
+    alive: list[int] = []
+    for members in by_sha.values():
+        best = max(members, key=lambda i: (rank[i], -i))
+        alive.append(best)
+        drops += [Drop(i, best, "exact") for i in members if i != best]
+    alive.sort()
 
     cand = [i for i in alive if hashes[i] is not None]
     cand_hashes = [int(hashes[i] or 0) for i in cand]

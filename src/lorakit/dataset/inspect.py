@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lorakit.dataset.balance import Schedule, choose_schedule
-from lorakit.dataset.captions import Caption, TagStats, decode_caption, normalise, tag_stats
-from lorakit.dataset.dedupe import DEFAULT_NEAR_DISTANCE, Drop, find_duplicates
+from lorakit.dataset.captions import Caption, TagStats, caption_has_text, normalise, read_caption_text, tag_stats
+from lorakit.dataset.dedupe import DEFAULT_NEAR_DISTANCE, Drop, find_duplicates, keep_rank
 from lorakit.dataset.images import ImageJob, ImageResult, ImageSettings
 from lorakit.dataset.pool import run_jobs
 from lorakit.dataset.sources import discover
@@ -121,12 +121,21 @@ def inspect_dataset(
     job_list = [ImageJob(k, str(src.path), None, src.stem, settings) for k, (_, src) in enumerate(flat)]
     results = run_jobs(job_list, workers=jobs, progress=progress)
 
+    # what each caption file says (None: no file or unreadable); empty = caption_has_text false,
+    # the same definition prepare uses
+    texts: list[tuple[str, list[str]] | None] = [
+        read_caption_text(src.caption) if src.caption is not None else None for _, src in flat
+    ]
+    has_text = [
+        t is not None and caption_has_text(t[0], disc.concepts[ci].trigger, disc.concepts[ci].class_word)
+        for (ci, _), t in zip(flat, texts, strict=True)
+    ]
     rows: list[FileRow] = []
-    for (ci, src), r in zip(flat, results, strict=True):
+    for (ci, src), r, captioned in zip(flat, results, has_text, strict=True):
         f = r.facts
         row = FileRow(
             src.rel, disc.concepts[ci].label, f.format if f else None, f.width if f else 0, f.height if f else 0,
-            src.size, src.caption is not None,
+            src.size, captioned,
         )  # fmt: skip
         if not r.ok:
             row.problems.append(f"broken: {r.error}")
@@ -137,15 +146,16 @@ def inspect_dataset(
                 row.problems.append(f"smaller than the training resolution {resolution} px")
             if r.actions:
                 row.fate = "convert"
-        if src.caption is None and r.ok:
-            row.problems.append("no caption")
+        if not captioned and r.ok:
+            row.problems.append("no caption" if src.caption is None else "empty caption")
         rows.append(row)
 
     kept_per_concept: list[int] = []
     dup_count = 0
     for ci in range(len(disc.concepts)):
         idx = [k for k, (c, _) in enumerate(flat) if c == ci and results[k].ok]
-        drops = _duplicates([results[k] for k in idx], near_dup_distance)
+        drops = _duplicates([results[k] for k in idx], [has_text[k] for k in idx],
+                            [flat[k][1].rel for k in idx], near_dup_distance)  # fmt: skip
         for d in drops:
             loser, winner = idx[d.index], idx[d.kept]
             what = "exact duplicate" if d.kind == "exact" else f"near-duplicate (distance {d.distance})"
@@ -158,13 +168,9 @@ def inspect_dataset(
     trigger_words: set[str] = set()
     for c in disc.concepts:
         trigger_words |= {w for w in (c.trigger, c.class_word) if w}
-        for src in c.images:
-            if src.caption is not None:
-                try:
-                    text, notes = decode_caption(src.caption.read_bytes())
-                except OSError:
-                    continue
-                captions.append((src.rel, normalise(text, None, None, notes)))
+    for (_, src), t, captioned in zip(flat, texts, has_text, strict=True):
+        if t is not None and captioned:
+            captions.append((src.rel, normalise(t[0], None, None, t[1])))
     tags = tag_stats(captions, trigger_words)
 
     ok_rows = [r for r, res in zip(rows, results, strict=True) if res.ok]
@@ -196,10 +202,13 @@ def inspect_dataset(
     )  # fmt: skip
 
 
-def _duplicates(results: list[ImageResult], distance: int) -> list[Drop]:
+def _duplicates(results: list[ImageResult], captioned: list[bool], names: list[str], distance: int) -> list[Drop]:
     shas = [r.sha256 for r in results]
     hashes = [r.phash for r in results]
-    rank = [((r.facts.width * r.facts.height) if r.facts else 0, r.file_size) for r in results]
+    rank = [
+        keep_rank(cap, (r.facts.width * r.facts.height) if r.facts else 0, r.file_size, name)
+        for r, cap, name in zip(results, captioned, names, strict=True)
+    ]
     return find_duplicates(shas, hashes, rank, distance)
 
 

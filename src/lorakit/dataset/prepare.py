@@ -24,8 +24,17 @@ from pathlib import Path, PurePosixPath
 from lorakit.dataset import layout
 from lorakit.dataset._fs import atomic_write_text, is_within, link_or_copy
 from lorakit.dataset.balance import Schedule, choose_schedule
-from lorakit.dataset.captions import Caption, TagStats, decode_caption, normalise, tag_stats, trigger_caption
-from lorakit.dataset.dedupe import DEFAULT_NEAR_DISTANCE, find_duplicates
+from lorakit.dataset.captions import (
+    Caption,
+    TagStats,
+    caption_has_text,
+    decode_caption,
+    normalise,
+    read_caption_text,
+    tag_stats,
+    trigger_caption,
+)
+from lorakit.dataset.dedupe import DEFAULT_NEAR_DISTANCE, find_duplicates, keep_rank
 from lorakit.dataset.images import FORMATS, ImageJob, ImageResult, ImageSettings
 from lorakit.dataset.manifest import (
     MANIFEST_NAME,
@@ -276,7 +285,7 @@ def _build(
     # 2. decide per concept: broken, too small, duplicates
     for ci in range(len(concepts)):
         members = [it for it in items if it.concept == ci]
-        _decide(members, opts, settings)
+        _decide(members, opts, settings, concepts[ci])
 
     # 3. a reused image that was dropped before (no output kept) but is kept now: process it
     late = [k for k, it in enumerate(items) if it.status == "kept" and not it.in_staging]
@@ -390,7 +399,7 @@ def _run(
         it.reused = False
 
 
-def _decide(members: list[_Item], opts: PrepareOptions, settings: ImageSettings) -> None:
+def _decide(members: list[_Item], opts: PrepareOptions, settings: ImageSettings, concept: ConceptSource) -> None:
     members.sort(key=lambda it: it.src.rel)
     for it in members:
         r = it.result
@@ -408,15 +417,27 @@ def _decide(members: list[_Item], opts: PrepareOptions, settings: ImageSettings)
     alive = [it for it in members if it.status == "kept"]
     shas = [it.result.sha256 for it in alive if it.result]
     hashes = [it.result.phash for it in alive if it.result]
-    rank = [(it.result.facts.width * it.result.facts.height, it.result.file_size)
+    rank = [keep_rank(_captioned(it.src, concept), it.result.facts.width * it.result.facts.height,
+                      it.result.file_size, it.src.rel)
             for it in alive if it.result and it.result.facts]  # fmt: skip
     for d in find_duplicates(shas, hashes, rank, opts.near_dup_distance):
         loser, winner = alive[d.index], alive[d.kept]
         loser.status = "dropped"
+        why = "kept the captioned one" if rank[d.kept][0] > rank[d.index][0] else None
         if d.kind == "exact":
-            loser.reason = f"exact duplicate of {winner.src.rel} (same bytes)"
+            loser.reason = f"exact duplicate of {winner.src.rel} (same bytes)" + (f"; {why}" if why else "")
         else:
-            loser.reason = f"near-duplicate of {winner.src.rel} (perceptual distance {d.distance}, kept the larger)"
+            loser.reason = (
+                f"near-duplicate of {winner.src.rel} (perceptual distance {d.distance}, {why or 'kept the larger'})"
+            )
+
+
+def _captioned(src: SourceImage, concept: ConceptSource) -> bool:
+    """Whether the image has a caption with text (the shared definition, captions.caption_has_text)."""
+    if src.caption is None:
+        return False
+    read = read_caption_text(src.caption)
+    return read is not None and caption_has_text(read[0], concept.trigger, concept.class_word)
 
 
 def _caption(src: SourceImage, concept: ConceptSource, missing: str, rec: ImageRecord) -> Caption | None:
@@ -430,7 +451,7 @@ def _caption(src: SourceImage, concept: ConceptSource, missing: str, rec: ImageR
             ) from None
         text, notes = decode_caption(data)
         cap = normalise(text, concept.trigger, concept.class_word, notes)
-        if len(cap.tags) > len([w for w in (concept.trigger, concept.class_word) if w]):
+        if caption_has_text(text, concept.trigger, concept.class_word):
             return cap
         rec.flags.append("empty caption")
         rec.caption_source = None
