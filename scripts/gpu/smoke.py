@@ -1,0 +1,524 @@
+"""The GPU smoke: every user command, as a user types it, on the lent GPU, from lorakit's wheel.
+
+Run by scripts/gpu/smoke.sh on the GPU machine (see scripts/gpu/README.md); it expects `lorakit`
+on PATH (installed from the wheel built from the tree under test), the sd-scripts source and the
+trainer's packages. It writes OUT/smoke.json: one row per step with pass/fail and its figures,
+plus OUT/logs/*.log (packed by smoke.sh).
+
+Steps (in this order; a step past LK_SMOKE_DEADLINE seconds is recorded as not run):
+  doctor · synth-model sdxl (sd3.5-large in the background) · dataset prepare · vram-check
+  comic-style / sd35-large (real NVML) · vram-check --fastest --apply, then train --config it
+  --dry-run · train comic-style 40 steps (checkpoint + state every 10), SIGINT after step 20
+  (exit 130) · resume → exactly 40 steps, checkpoints 10/20/30/40 each written once (hash taken
+  when each file appears, compared at the end), report · the LoRA through sd-scripts' own
+  network loader · kill -9 of `lorakit train`: no trainer survives, the GPU's memory comes back,
+  the run is called lost · bench comic-style · train style-locon and sd35-large a few steps
+  (peak vs estimate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+OUT = Path(sys.argv[1]).resolve()
+LOGS = OUT / "logs"
+ROOT = Path(os.environ["LK_ROOT"])  # the device copy's repository root (.vendor, .gpuassets)
+TREE = Path(os.environ.get("LK_TREE", ROOT))  # the tree under test (its examples/)
+SD = ROOT / ".vendor" / "sd-scripts"
+BASE = Path(os.environ.get("LK_BASE", "/tmp/lks"))
+WORK = BASE / "work"
+MODELS = BASE / "m"
+T0 = time.time()
+DEADLINE = float(os.environ.get("LK_SMOKE_DEADLINE", "540"))
+ROWS: list[dict[str, Any]] = []
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("LK_SD_SCRIPTS", str(SD))
+
+
+def note(msg: str) -> None:
+    print(f"[smoke {time.time() - T0:5.0f}s] {msg}", flush=True)
+
+
+def user_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        LORAKIT_SD_SCRIPTS=str(SD),
+        LORAKIT_PYTHON=sys.executable,
+        LORAKIT_HOME=str(BASE / "home"),
+        PYTHONUNBUFFERED="1",
+        COLUMNS="160",
+    )
+    return env
+
+
+def lk(name: str, *args: str, timeout: float = 300, check_ok: bool = False) -> subprocess.CompletedProcess[str]:
+    """`lorakit ARGS` as a user types it (shell-quoted in the log), output to logs/NAME.log."""
+    argv = ["lorakit", *args]
+    t = time.time()
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=user_env(), cwd=WORK, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        proc = subprocess.CompletedProcess(argv, 124, str(exc.stdout or ""), str(exc.stderr or "") + "\nTIMEOUT")
+    (LOGS / f"{name}.log").write_text(
+        f"$ {shlex.join(argv)}\n# rc={proc.returncode} {time.time() - t:.1f}s\n{proc.stdout}\n--- stderr ---\n{proc.stderr}",
+        encoding="utf-8",
+    )
+    return proc
+
+
+def no_traceback(proc: subprocess.CompletedProcess[str]) -> bool:
+    return "Traceback (most recent call last)" not in proc.stdout + proc.stderr
+
+
+def row(step: str, ok: bool, **figures: Any) -> dict[str, Any]:
+    r = {"step": step, "pass": bool(ok), "t_s": round(time.time() - T0, 1), **figures}
+    ROWS.append(r)
+    note(f"{'PASS' if ok else 'FAIL'} {step} {json.dumps(figures, default=str)[:300]}")
+    save()
+    return r
+
+
+def save() -> None:
+    (OUT / "smoke.json").write_text(json.dumps({"steps": ROWS}, indent=1, default=str), encoding="utf-8")
+
+
+def guarded(step: str, fn: Callable[[], None]) -> None:
+    if time.time() - T0 > DEADLINE:
+        row(step, False, not_run=f"past the {DEADLINE:.0f}s deadline")
+        return
+    try:
+        fn()
+    except Exception as exc:  # the driver's own failure: recorded, the next step still runs
+        row(step, False, driver_error=f"{type(exc).__name__}: {exc}")
+
+
+# -- GPU readings (NVML directly: the driver must not trust lorakit's own reader) -------------
+def nvml_state() -> dict[str, Any]:
+    import pynvml
+
+    pynvml.nvmlInit()
+    try:
+        h = pynvml.nvmlDeviceGetHandleByIndex(0)
+        mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+        procs = [int(p.pid) for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)]
+        return {"used_gib": round(mem.used / 2**30, 2), "pids": procs}
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# -- models and data -------------------------------------------------------------------------
+SDXL_DIR, SD3_DIR = MODELS / "sdxl", MODELS / "sd3"
+BPE = ROOT / ".gpuassets" / "bpe_simple_vocab_16e6.txt.gz"
+_bg: dict[str, subprocess.Popen[str]] = {}
+
+
+def sdxl_sets() -> list[str]:
+    return [
+        "--set", f"model.checkpoint={SDXL_DIR / 'sdxl_synth.safetensors'}",
+        "--set", f"model.tokenizer_cache_dir={SDXL_DIR / 'tokenizers'}",
+    ]  # fmt: skip
+
+
+def sd3_sets() -> list[str]:
+    out: list[str] = []
+    for key, name in (
+        ("checkpoint", "sd3.5_large_synth.safetensors"),
+        ("clip_l", "clip_l.safetensors"),
+        ("clip_g", "clip_g.safetensors"),
+        ("t5xxl", "t5xxl_fp16.safetensors"),
+        ("tokenizer_cache_dir", "tokenizers"),
+    ):
+        out += ["--set", f"model.{key}={SD3_DIR / name}"]
+    return out
+
+
+def step_synth() -> None:
+    # SD3.5 large (and its encoders) in the background: it is needed last
+    log = open(LOGS / "synth_sd35_large.log", "w", encoding="utf-8")  # noqa: SIM115
+    argv = ["lorakit", "synth-model", "sd3.5-large", str(SD3_DIR), "--bpe", str(BPE)]
+    log.write(f"$ {shlex.join(argv)}\n")
+    log.flush()
+    _bg["sd3l"] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True, env=user_env(), cwd=WORK)
+    t = time.time()
+    p = lk("synth_sdxl", "synth-model", "sdxl", str(SDXL_DIR), "--bpe", str(BPE), timeout=240)
+    ok = p.returncode == 0 and (SDXL_DIR / "sdxl_synth.safetensors").is_file()
+    row("synth-model sdxl", ok and no_traceback(p), rc=p.returncode, seconds=round(time.time() - t, 1))
+
+
+def step_doctor() -> None:
+    p = lk("doctor", "doctor", "--json", timeout=120)
+    gpu = ""
+    try:
+        data = json.loads(p.stdout)
+        gpu = json.dumps(data.get("gpus") or data.get("gpu") or "")[:200]
+    except ValueError:
+        pass
+    row("doctor", p.returncode == 0 and no_traceback(p), rc=p.returncode, gpus=gpu)
+
+
+DATA = WORK / "raw-prepared"
+
+
+def step_prepare() -> None:
+    raw = WORK / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    # ten images: one epoch of 10 steps at batch 1, so 40 steps are 4 epochs and the resume at
+    # step 20 crosses an epoch skip (the path where sd-scripts' own counter falls behind)
+    src = sorted((TREE / "examples" / "comic-sample").glob("*.png"))[:10]
+    for f in src:
+        shutil.copy2(f, raw / f.name)
+        cap = f.with_suffix(".txt")
+        if cap.is_file():
+            shutil.copy2(cap, raw / cap.name)
+    before = {f.name: f.read_bytes() for f in raw.iterdir()}
+    p = lk("prepare", "dataset", "prepare", str(raw), "--trigger", "lkcomic", "--class", "style", "--repeats", "1")
+    untouched = {f.name: f.read_bytes() for f in raw.iterdir()} == before
+    images = len([f for f in DATA.rglob("*.png")]) if DATA.is_dir() else 0
+    row("dataset prepare", p.returncode == 0 and untouched and images == 10 and no_traceback(p),
+        rc=p.returncode, images=images, source_untouched=untouched)  # fmt: skip
+
+
+def vram_json(name: str, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    p = lk(name, "vram-check", *args, "--json", timeout=120)
+    try:
+        return p, json.loads(p.stdout)
+    except ValueError:
+        return p, {}
+
+
+def _peak_estimate(data: dict[str, Any]) -> float | None:
+    for key in ("peak_gib", "estimate_gib", "total_gib"):
+        v = data.get(key)
+        if isinstance(v, int | float):
+            return float(v)
+    est = data.get("estimate")
+    if isinstance(est, dict):
+        for key in ("peak_gib", "total_gib"):
+            if isinstance(est.get(key), int | float):
+                return float(est[key])
+    return None
+
+
+ESTIMATES: dict[str, float | None] = {}
+
+
+def step_vram() -> None:
+    p, data = vram_json("vram_comic", "--preset", "comic-style", "--data", str(DATA), *sdxl_sets())
+    ESTIMATES["comic-style"] = _peak_estimate(data)
+    gpu = json.dumps(data.get("gpu") or data.get("budget") or "")[:160]
+    row("vram-check comic-style", p.returncode == 0 and bool(data) and no_traceback(p),
+        rc=p.returncode, estimate_gib=ESTIMATES["comic-style"], gpu=gpu)  # fmt: skip
+    p, data = vram_json("vram_sd35l", "--preset", "sd35-large", "--data", str(DATA), *sd3_sets())
+    ESTIMATES["sd35-large"] = _peak_estimate(data)
+    row("vram-check sd35-large", p.returncode == 0 and bool(data) and no_traceback(p),
+        rc=p.returncode, estimate_gib=ESTIMATES["sd35-large"])  # fmt: skip
+    p, data = vram_json("vram_locon", "--preset", "style-locon", "--data", str(DATA), *sdxl_sets())
+    ESTIMATES["style-locon"] = _peak_estimate(data)
+    applied = WORK / "fastest.yaml"
+    p = lk("vram_fastest", "vram-check", "--preset", "comic-style", "--data", str(DATA), *sdxl_sets(),
+           "--fastest", "--apply", str(applied), timeout=120)  # fmt: skip
+    dry = lk("fastest_dry_run", "train", "--config", str(applied), "--data", str(DATA), "--dry-run", timeout=120)
+    fastest = re.findall(r"batch[^\n]{0,60}", p.stdout)[:2]
+    row("vram-check --fastest --apply", p.returncode == 0 and applied.is_file() and dry.returncode == 0
+        and no_traceback(p) and no_traceback(dry), rc=p.returncode, dry_run_rc=dry.returncode, proposal=fastest)  # fmt: skip
+
+
+# -- train, SIGINT, resume --------------------------------------------------------------------
+class Hashes:
+    """Hash each .safetensors of a run folder once it is complete (size stable for 1 s)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.first: dict[str, str] = {}
+        self.sizes: dict[str, tuple[int, float]] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.3):
+            self.scan()
+
+    def scan(self) -> None:
+        if not self.folder.is_dir():
+            return
+        for p in self.folder.glob("*.safetensors"):
+            if p.name in self.first:
+                continue
+            try:
+                size = p.stat().st_size
+            except OSError:
+                continue
+            seen = self.sizes.get(p.name)
+            now = time.time()
+            if seen is None or seen[0] != size:
+                self.sizes[p.name] = (size, now)
+            elif now - seen[1] >= 1.0:
+                self.first[p.name] = sha256(p)
+
+    def close(self) -> dict[str, str]:
+        self.stop.set()
+        self.thread.join()
+        return self.first
+
+
+def sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def events(run: Path) -> list[dict[str, Any]]:
+    f = run / "events.jsonl"
+    if not f.is_file():
+        return []
+    out = []
+    for line in f.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out
+
+
+def one_run(runs: Path) -> Path | None:
+    found = sorted(p for p in runs.glob("*") if p.is_dir()) if runs.is_dir() else []
+    return found[-1] if found else None
+
+
+RUNS1 = WORK / "runs-resume"
+STATE: dict[str, Any] = {}
+
+
+def step_train_interrupt() -> None:
+    argv = ["lorakit", "train", "--preset", "comic-style", "--data", str(DATA), *sdxl_sets(),
+            "--set", "training.max_steps=40", "--set", "saving.every_n_steps=10", "--set", "saving.save_state=true",
+            "--set", f"output.folder={RUNS1}", "--quiet"]  # fmt: skip
+    log = open(LOGS / "train_interrupt.log", "w", encoding="utf-8")  # noqa: SIM115
+    log.write(f"$ {shlex.join(argv)}\n")
+    log.flush()
+    t = time.time()
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=user_env(), cwd=WORK)
+    hashes: Hashes | None = None
+    sent = None
+    while proc.poll() is None and time.time() - t < 300:
+        run = one_run(RUNS1)
+        if run is not None and hashes is None:
+            hashes = Hashes(run)
+        steps = [e.get("step", 0) for e in events(run)] if run else []
+        if sent is None and steps and max(steps) >= 21:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C reaches lorakit; it stops the trainer's group
+            sent = time.time()
+        time.sleep(0.2)
+    if proc.poll() is None:
+        proc.kill()
+    rc = proc.wait()
+    run = one_run(RUNS1)
+    STATE["run"], STATE["hashes"] = run, hashes
+    files = sorted(p.name for p in run.glob("*.safetensors")) if run else []
+    ok = rc == 130 and sent is not None and any("step00000020" in f for f in files)
+    row("train comic-style, SIGINT after step 20", ok, rc=rc, seconds=round(time.time() - t, 1),
+        stop_to_exit_s=None if sent is None else round(time.time() - sent, 1), files=files)  # fmt: skip
+
+
+def step_resume() -> None:
+    run: Path | None = STATE.get("run")
+    hashes: Hashes | None = STATE.get("hashes")
+    if run is None or hashes is None:
+        row("resume", False, skipped="no interrupted run")
+        return
+    t = time.time()
+    p = lk("resume", "resume", str(run), "--quiet", timeout=360)
+    time.sleep(1.5)
+    first = hashes.close()
+    final = {f.name: sha256(f) for f in run.glob("*.safetensors")}
+    evs = events(run)
+    progress = [e["step"] for e in evs if e.get("type") == "progress"]
+    fin = [e for e in evs if e.get("type") == "finished"]
+    want = [f"comic-style-step{n:08d}.safetensors" for n in (10, 20, 30, 40)] + ["comic-style.safetensors"]
+    changed = sorted(k for k, v in first.items() if final.get(k) != v)
+    warnings = [e.get("code") for e in evs if e.get("type") == "warning"]
+    report = sorted(p.name for p in run.glob("report*"))
+    ok = (
+        p.returncode == 0
+        and no_traceback(p)
+        and sorted(final) == sorted(want)
+        and not changed
+        and max(progress, default=0) == 40
+        and bool(fin)
+        and fin[-1].get("status") == "done"
+        and "resume_restarted" not in warnings
+        and bool(report)
+    )
+    STATE["lora"] = run / "comic-style.safetensors"
+    row("resume → 40 steps, checkpoints once", ok, rc=p.returncode, seconds=round(time.time() - t, 1),
+        files=sorted(final), changed_after_first_hash=changed, last_step=max(progress, default=0),
+        resumed_at=next((b for a, b in itertools.pairwise(progress) if b <= a), None),
+        finished=fin[-1] if fin else None, warnings=warnings, report=report)  # fmt: skip
+
+
+def step_loader() -> None:
+    import e2e
+
+    lora: Path | None = STATE.get("lora")
+    if lora is None or not lora.is_file():
+        row("LoRA loads with sd-scripts' loader", False, skipped="no LoRA")
+        return
+    r = e2e.verify_lora("sdxl", "networks.lora", SDXL_DIR / "sdxl_synth.safetensors", lora, LOGS / "loader.log")
+    row("LoRA loads with sd-scripts' loader", bool(r.get("ok")), **r)
+
+
+# -- kill -9 -----------------------------------------------------------------------------------
+def step_kill9() -> None:
+    runs = WORK / "runs-kill"
+    base = nvml_state()
+    argv = ["lorakit", "train", "--preset", "comic-style", "--data", str(DATA), *sdxl_sets(),
+            "--set", "training.max_steps=2000", "--set", f"output.folder={runs}", "--quiet"]  # fmt: skip
+    log = open(LOGS / "train_kill9.log", "w", encoding="utf-8")  # noqa: SIM115
+    log.write(f"$ {shlex.join(argv)}\n")
+    log.flush()
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=user_env(), cwd=WORK)
+    t = time.time()
+    on_gpu: list[int] = []
+    while time.time() - t < 150 and proc.poll() is None:
+        st = nvml_state()
+        on_gpu = [p for p in st["pids"] if p not in base["pids"]]
+        if on_gpu and st["used_gib"] - base["used_gib"] > 2:
+            break
+        time.sleep(0.5)
+    used_before_kill = nvml_state()["used_gib"]
+    run = one_run(runs)
+    trainer_pid = None
+    if run is not None and (run / "state.json").is_file():
+        trainer_pid = json.loads((run / "state.json").read_text()).get("pid")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = time.time()
+    back = None
+    while time.time() - killed_at < 60:
+        st = nvml_state()
+        gone = not [p for p in on_gpu if alive(p)] and not (trainer_pid and alive(int(trainer_pid)))
+        if gone and not [p for p in st["pids"] if p not in base["pids"]]:
+            back = round(time.time() - killed_at, 1)
+            break
+        time.sleep(0.5)
+    after = nvml_state()
+    show = lk("runs_show_killed", "runs", "show", str(run), timeout=60) if run else None
+    status_text = (show.stdout if show else "").lower()
+    again = lk("resume_killed", "resume", str(run), "--quiet", timeout=60) if run else None
+    ok = (
+        bool(on_gpu)
+        and back is not None
+        and after["used_gib"] <= base["used_gib"] + 1.0
+        and "lost" in status_text
+        and again is not None
+        and again.returncode != 0
+        and no_traceback(again)
+    )
+    row("kill -9 of lorakit train", ok, trainer_pids_on_gpu=on_gpu, trainer_pid=trainer_pid,
+        used_gib_before=base["used_gib"], used_gib_training=used_before_kill, used_gib_after=after["used_gib"],
+        gpu_free_after_s=back, runs_show_says_lost="lost" in status_text,
+        resume_rc=None if again is None else again.returncode)  # fmt: skip
+
+
+# -- bench and the other families ----------------------------------------------------------------
+def step_bench() -> None:
+    p = lk("bench", "bench", "--preset", "comic-style", "--data", str(DATA), *sdxl_sets(), "--steps", "8", "--json",
+           timeout=300)  # fmt: skip
+    try:
+        data = json.loads(p.stdout)
+    except ValueError:
+        data = {}
+    keep = {k: data.get(k) for k in ("steady_s_per_step", "images_per_s", "first_step_s", "peak_vram_gib", "steps")}
+    row("bench comic-style", p.returncode == 0 and bool(data) and no_traceback(p), rc=p.returncode, **keep)
+
+
+def short_train(step: str, preset: str, sets: list[str], runs: Path, steps: int, timeout: float) -> None:
+    t = time.time()
+    p = lk(step.replace(" ", "_"), "train", "--preset", preset, "--data", str(DATA), *sets,
+           "--set", f"training.max_steps={steps}", "--set", f"output.folder={runs}", "--quiet", timeout=timeout)  # fmt: skip
+    run = one_run(runs)
+    fin = [e for e in events(run) if e.get("type") == "finished"] if run else []
+    peak = fin[-1].get("peak_vram_gib") if fin else None
+    est = ESTIMATES.get(preset)
+    ok = p.returncode == 0 and bool(fin) and fin[-1].get("status") == "done" and no_traceback(p)
+    row(step, ok, rc=p.returncode, seconds=round(time.time() - t, 1), peak_gib=peak, estimate_gib=est,
+        error_pct=None if not (peak and est) else round(100 * (est - peak) / peak, 1),
+        lora=None if not fin else fin[-1].get("lora"))  # fmt: skip
+
+
+def step_locon() -> None:
+    short_train("train style-locon", "style-locon", sdxl_sets(), WORK / "runs-locon", 4, 300)
+
+
+def step_sd35() -> None:
+    bg = _bg.get("sd3l")
+    if bg is not None:
+        try:
+            bg.wait(timeout=max(10.0, DEADLINE - (time.time() - T0)))
+        except subprocess.TimeoutExpired:
+            row("train sd35-large", False, skipped="the SD3.5 large model was not built in time")
+            return
+        if bg.returncode != 0:
+            row("train sd35-large", False, skipped=f"synth-model sd3.5-large exited {bg.returncode}")
+            return
+    short_train("train sd35-large", "sd35-large", sd3_sets(), WORK / "runs-sd35l", 3, 400)
+
+
+def main() -> int:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    note(f"lorakit at {shutil.which('lorakit')}")
+    for name, fn in (
+        ("doctor", step_doctor),
+        ("synth-model sdxl", step_synth),
+        ("dataset prepare", step_prepare),
+        ("vram-check", step_vram),
+        ("train comic-style, SIGINT after step 20", step_train_interrupt),
+        ("resume", step_resume),
+        ("kill -9 of lorakit train", step_kill9),
+        ("LoRA loads with sd-scripts' loader", step_loader),
+        ("bench comic-style", step_bench),
+        ("train style-locon", step_locon),
+        ("train sd35-large", step_sd35),
+    ):
+        note(f"step {name}")
+        guarded(name, fn)
+    for p in _bg.values():
+        if p.poll() is None:
+            p.kill()
+    save()
+    return 0 if ROWS and all(r["pass"] for r in ROWS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
