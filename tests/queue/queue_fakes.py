@@ -3,7 +3,9 @@ fake trainer, and a fake `accelerate` package whose `accelerate.commands.launch`
 the way `accelerate launch` does. `lorakit train` then runs for real, end to end, in a child.
 
 The fake trainer is steered per job by its --output_name through a JSON plan file
-(QFAKE_PLAN): {"<output_name>": {"sleep": s, "exit": code, "lines": [...], "lora": true}}. It
+(QFAKE_PLAN): {"<output_name>": {"sleep": s, "exit": code, "lines": [...], "lora": true,
+"tb": [[step, loss], ...]}}; "tb" writes those per-step scalars (loss/current, loss/average,
+lr/unet) under --logging_dir as sd-scripts + accelerate do (tests/tbwrite.py says how). It
 appends what it received (accelerate args, trainer argv, CUDA_VISIBLE_DEVICES, start/end
 times) as one JSON line to QFAKE_RECORD.
 """
@@ -44,6 +46,20 @@ plan = json.loads(Path(os.environ["QFAKE_PLAN"]).read_text()).get(name, {})
 start = time.time()
 for line in plan.get("lines", []):
     print(line, flush=True)
+if plan.get("tb") and flag("logging_dir"):
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    # train_util.prepare_accelerator: <logging_dir>/<time stamp>; accelerate: <that>/<tracker name>
+    writer = EventFileWriter(os.path.join(flag("logging_dir"), time.strftime("%Y%m%d%H%M%S"), "network_train"))
+    seen = []
+    for step, loss in plan["tb"]:
+        seen.append(loss)
+        for tag, value in (("loss/current", loss), ("loss/average", sum(seen) / len(seen)), ("lr/unet", 1e-4)):
+            summary = Summary(value=[Summary.Value(tag=tag, simple_value=value)])
+            writer.add_event(Event(wall_time=time.time(), step=step, summary=summary))
+        writer.flush()
+    writer.close()
 end = start + float(plan.get("sleep", 0))
 while time.time() < end:
     time.sleep(0.05)
@@ -104,6 +120,7 @@ class FakeInstall:
             LORAKIT_HOME=str(home / "lorakit"),
             LORAKIT_SD_SCRIPTS=str(self.sd_scripts),
             LORAKIT_PYTHON=sys.executable,
+            LORAKIT_ALLOW_NO_GPU="1",  # the stand-in trainer needs no GPU
             PYTHONPATH=str(self.site),
             QFAKE_PLAN=str(self.plan_file),
             QFAKE_RECORD=str(self.record_file),

@@ -155,6 +155,23 @@ def list_cmd(
     console.print(table)
 
 
+def loss_info(run_dir: Path) -> dict[str, Any]:
+    """The trainer's latest per-step loss from the run's TensorBoard logs (`logs/`), smoothed
+    too; ``value`` is None (and ``note`` says why) when there is none."""
+    from lorakit.kohya.tblog import logs_dir, read_scalars, smoothed
+
+    log = read_scalars(run_dir)
+    series = log.series()
+    last = series[-1] if series else None
+    return {
+        "step": last.step if last else None,
+        "value": last.value if last else None,
+        "smoothed": smoothed([p.value for p in series])[-1] if series else None,
+        "logs": str(logs_dir(run_dir)) if logs_dir(run_dir).is_dir() else None,
+        "note": log.note,
+    }
+
+
 def summarize(run_dir: Path) -> dict[str, Any]:
     """What `runs show` prints: state.json + figures from events.jsonl."""
     from lorakit.run.events import (
@@ -190,6 +207,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         ],
         "errors": [{"kind": e.kind, "message": e.message, "fix": e.fix} for e in events if isinstance(e, ErrorEvent)],
         "finished": None if finished is None else finished.to_dict(),
+        "loss": loss_info(run_dir),
     }
 
 
@@ -219,6 +237,13 @@ def show_cmd(
     if info["last_progress"]:
         p = info["last_progress"]
         console.print(f"step {p['step']}/{p['total']}  avg loss {p.get('avr_loss')}")
+    loss = info["loss"]
+    if loss["value"] is not None:
+        console.print(f"loss {loss['value']:.4g} at step {loss['step']} (smoothed {loss['smoothed']:.4g})")
+    elif loss["note"] and info["last_progress"]:
+        console.print(f"note: {loss['note']}", style="dim", markup=False, highlight=False)
+    if loss["logs"]:
+        console.print(f"TensorBoard: tensorboard --logdir {loss['logs']}", markup=False)
     if st.get("steady_s_per_step"):
         console.print(f"steady {st['steady_s_per_step']:.2f} s/step")
     fin = info["finished"]

@@ -1,7 +1,8 @@
 """Views of a running training (the runner's ``Observer``).
 
 - :class:`LiveView` (a terminal): a rich live panel with the step/total bar, steady s/step
-  (warm-up excluded), images/s, ETA, a sparkline of the average loss, GPU memory and
+  (warm-up excluded), images/s, ETA, the loss (the trainer's per-step loss from its TensorBoard
+  logs with a smoothed value and sparkline; else the progress bar's running mean), GPU memory and
   utilisation (NVML; omitted without a GPU), the last checkpoint and any warnings; milestone
   events (epochs, checkpoints, samples, warnings, errors) print above it.
 - :class:`PlainView` (stdout is not a TTY: a log file, CI, a queue): one plain line per
@@ -86,7 +87,12 @@ def status_lines(snap: Snapshot) -> list[str]:
     figures.append(f"ETA {fmt_duration(sp.eta_s)}")
     figures.append(f"elapsed {fmt_duration(snap.now - snap.started_at)}")
     lines.append(" · ".join(figures))
-    if snap.losses:
+    if snap.step_losses:  # the trainer's per-step loss (TensorBoard logs): last value, EMA, its trend
+        from lorakit.kohya.tblog import smoothed
+
+        trend = smoothed(snap.step_losses)
+        lines.append(f"loss {snap.step_losses[-1]:.4g} · smoothed {trend[-1]:.4g}  {sparkline(trend)}")
+    elif snap.losses:
         last = snap.losses[-1]
         lines.append(f"avg loss {last:.4g}  {sparkline(snap.losses)}")
     elif p is not None and p.avr_loss is not None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from lorakit.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_OK, EXIT_TRAINING_FAILED, EnvironmentProblem
 from lorakit.kohya.logparse import LogParser
+from lorakit.kohya.tblog import ScalarLog
 from lorakit.run import folder
 from lorakit.run.diagnose import Context, Diagnosis, diagnose, with_fix
 from lorakit.run.events import (
@@ -48,6 +49,7 @@ from lorakit.run.events import (
     StateSaved,
     WarningEvent,
 )
+from lorakit.run.reaper import start_ticks
 from lorakit.run.watch import GpuReading, GpuSampler, Speed, SpeedWatch
 
 if TYPE_CHECKING:
@@ -79,6 +81,7 @@ class Snapshot:
     last_checkpoint: str | None
     warnings: list[WarningEvent]
     stopping: str | None  # why the run is being stopped (signal / nan), None while running
+    step_losses: list[float] = field(default_factory=list)  # the trainer's per-step loss (TensorBoard logs)
 
 
 class Observer(Protocol):
@@ -120,6 +123,11 @@ class Options:
     # (resume.py renames the files of a resumed launch to the run's names here)
     after_exit: Callable[[ChildResult], list[Event]] | None = None
     handle_signals: bool = True
+    # run_planned's handler, kept until the run's final state is written; None: supervise
+    # installs its own for the trainer's lifetime
+    signals: Signals | None = None
+    hold_fds: tuple[int, ...] = ()  # the GPU lock descriptors the watchdog holds (reaper.py)
+    reap_grace_s: float = 10.0  # lorakit killed: the watchdog's SIGINT → SIGKILL delay
 
 
 @dataclass
@@ -193,6 +201,96 @@ class _Stopper:
         self.kill_at = None
 
 
+class Signals:
+    """lorakit's one handler for SIGINT/SIGTERM/SIGHUP during a run.
+
+    Installed before the trainer starts (a handled signal is reset to the default in the child
+    at exec, while an *ignored* one stays ignored: lorakit started with `&` from a script has
+    SIGINT ignored, and the trainer would shrug off the stop request) and kept until the run's
+    final state is written: a second Ctrl-C while lorakit writes the outcome is noted, never a
+    KeyboardInterrupt halfway through ``finish_run``. While the trainer runs, each signal goes
+    to ``target`` (the supervisor's stop: SIGINT to the group, then SIGKILL)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.target: Callable[[], None] | None = None
+        self.quiet = False  # a view prints the stop itself
+        self.finishing = False  # the trainer has exited
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.target is not None:
+            self.target()
+        elif not self.quiet:
+            msg = "writing the run's outcome, one moment" if self.finishing else "stopping"
+            with contextlib.suppress(Exception):
+                sys.stderr.write(f"\nlorakit: {msg}\n")
+
+    def install(self) -> Signals:
+        if threading.current_thread() is not threading.main_thread() or self._previous:
+            return self
+        sigs = [signal.SIGINT, signal.SIGTERM]
+        if hasattr(signal, "SIGHUP"):
+            sigs.append(signal.SIGHUP)
+        for s in sigs:
+            with contextlib.suppress(ValueError, OSError):
+                self._previous[s] = signal.signal(s, self._handler)
+        return self
+
+    def restore(self) -> None:
+        for s, h in self._previous.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(s, h)
+        self._previous = {}
+
+    def __enter__(self) -> Signals:
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+
+class _Watchdog:
+    """The trainer's watchdog process (``reaper.py``, whose docstring says how it works)."""
+
+    def __init__(self, hold_fds: tuple[int, ...], grace_s: float) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._w: int | None = None
+        if os.name != "posix":
+            return
+        r, w = os.pipe()  # not inheritable: only the watchdog gets the read end, via stdin
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(Path(__file__).with_name("reaper.py")), f"{grace_s:g}"],
+                stdin=r,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=hold_fds,
+                start_new_session=True,
+            )
+            self._w = w
+        except OSError:
+            os.close(w)
+        finally:
+            os.close(r)
+
+    def watch(self, pgid: int) -> None:
+        if self._w is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._w, f"{pgid}\n".encode())
+
+    def close(self, wait_s: float = 5.0) -> None:
+        """lorakit is done with the trainer: the watchdog stops what is left of its group and exits."""
+        if self._w is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._w)
+            self._w = None
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=wait_s)
+
+
 def _reader(fd: int, q: queue.Queue[bytes | None]) -> None:
     try:
         while True:
@@ -241,6 +339,8 @@ class _Supervisor:
         self.gpu_baseline: int | None = None
         self.gpu_peak: int | None = None
         self.losses: list[float] = []
+        self.scalars: ScalarLog | None = None  # <run>/logs, opened at the first scan (imports tensorboard)
+        self.step_losses: list[float] = []
         self.warnings: list[WarningEvent] = []
         self.last_checkpoint: str | None = None
         self.last_state: str | None = None
@@ -250,7 +350,7 @@ class _Supervisor:
         self._step_offset = 0  # run step − trainer bar step (a resumed launch; set by the transform)
         self._total: int | None = None  # the run's total when the transform maps it
         self.stopper: _Stopper | None = None
-        self._early_signals = 0
+        self.signals = opts.signals if opts.signals is not None else Signals()
         self.started_at = time.time()
         self._last_state_write = 0.0
         self._last_tick = 0.0
@@ -318,6 +418,7 @@ class _Supervisor:
             epoch=self.parser.epoch,
             epochs=self.parser.epochs,
             avr_loss=self.losses[-1] if self.losses else None,
+            loss=self.step_losses[-1] if self.step_losses else None,
             steady_s_per_step=speed.steady_s_per_step,
             eta_s=speed.eta_s,
             last_checkpoint=self.last_checkpoint,
@@ -336,6 +437,16 @@ class _Supervisor:
                 self.samples_seen.add(p.name)
                 self.emit(Sample(path=str(p)))
 
+    def _poll_scalars(self, final: bool) -> None:
+        """New per-step losses the trainer logged (every launch of the run, merged by step); the
+        last ones reach state.json at the end too."""
+        if self.scalars is None:
+            self.scalars = ScalarLog(self.run_dir)
+        if self.scalars.poll():
+            self.step_losses = [p.value for p in self.scalars.series()]
+        if final and self.step_losses:
+            self.write_state()
+
     def tick(self, final: bool = False) -> None:
         now_m = time.monotonic()
         if not final and now_m - self._last_tick < self.opts.poll_s:
@@ -345,6 +456,7 @@ class _Supervisor:
         if final or now_m - self._last_scan >= 2.0:
             self._last_scan = now_m
             self._scan_samples()
+            self._poll_scalars(final)
         if self.gpu is not None and now_m - self._last_gpu >= 1.0:
             self._last_gpu = now_m
             self.gpu_reading = self.gpu.read()
@@ -371,36 +483,58 @@ class _Supervisor:
                     last_checkpoint=self.last_checkpoint,
                     warnings=self.warnings,
                     stopping=self.stopper.reason if self.stopper else None,
+                    step_losses=self.step_losses,
                 )
             )
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> ChildResult:
-        # Handlers go in before the child starts: a handled signal is reset to the default in
-        # the child at exec, while an *ignored* one stays ignored. lorakit started with `&` from
-        # a script (or nohup, some service managers) has SIGINT ignored, and the trainer would
-        # then shrug off the first Ctrl-C/stop request.
-        restore = self._install_signals() if self.opts.handle_signals else None
+        # the handler goes in before the child starts (see Signals); run_planned's stays
+        # installed until the outcome is written, a bare supervise() installs its own
+        own = self.opts.signals is None and self.opts.handle_signals
+        self.signals.quiet = self.opts.observer is not None
+        if own:
+            self.signals.install()
         try:
             return self._run()
         finally:
-            if restore is not None:
-                restore()
+            self.signals.target = None
+            if own:
+                self.signals.restore()
+
+    def _on_signal(self) -> None:
+        stopper = self.stopper
+        if stopper is None:
+            return
+        first = stopper.requests == 0
+        stopper.ask("signal", None)
+        if self.opts.observer is None:
+            msg = (
+                "\nlorakit: stopping the trainer (press Ctrl-C again to kill it)\n"
+                if first
+                else "\nlorakit: killing the trainer\n"
+            )
+            with contextlib.suppress(Exception):
+                sys.stderr.write(msg)
 
     def _run(self) -> ChildResult:
         opts = self.opts
         log_path = self.run_dir / folder.LOG_FILE
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        watchdog = _Watchdog(opts.hold_fds, opts.reap_grace_s)
         try:
             proc = _spawn(self.child)
         except OSError as exc:
+            watchdog.close()
             folder.update_state(self.run_dir, status="failed", exit_code=EXIT_ENVIRONMENT, finished_at=time.time())
             raise EnvironmentProblem(
                 f"cannot start the trainer {self.child.argv[0]}: {exc.strerror or exc}",
                 fix="check the trainer's Python (LORAKIT_PYTHON, --sd-scripts, `lorakit doctor`)",
             ) from exc
+        watchdog.watch(proc.pid)  # its own process group: pgid == pid
         self.stopper = stopper = _Stopper(proc)
-        if self._early_signals:  # a signal came while the child was being started
+        self.signals.target = self._on_signal
+        if self.signals.count:  # a signal came before the trainer was running
             stopper.ask("signal", None)
         self.emit(
             Started(
@@ -411,7 +545,7 @@ class _Supervisor:
                 resumed_from=opts.resumed_from,
             )
         )
-        self.write_state(started_at=self.started_at)
+        self.write_state(started_at=self.started_at, pid_started=start_ticks(proc.pid))
         if opts.observer is not None:
             opts.observer.start(self.run_dir, list(self.child.argv), opts.total_steps)
         q: queue.Queue[bytes | None] = queue.Queue()
@@ -457,9 +591,12 @@ class _Supervisor:
                     if stopper.kill_at is not None and time.monotonic() >= stopper.kill_at:
                         stopper.kill()
         finally:
+            self.signals.target = None  # from here on a signal is noted, the outcome still written
+            self.signals.finishing = True
             if proc.poll() is None:  # an exception in lorakit itself: never leave a trainer behind
                 stopper.kill()
                 proc.wait()
+            watchdog.close()
             with contextlib.suppress(Exception):
                 proc.stdout.close()
         self.tick(final=True)
@@ -476,41 +613,6 @@ class _Supervisor:
             gpu_baseline_bytes=self.gpu_baseline,
             gpu_peak_bytes=self.gpu_peak,
         )
-
-    def _install_signals(self) -> Callable[[], None] | None:
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        sigs = [signal.SIGINT, signal.SIGTERM]
-        if hasattr(signal, "SIGHUP"):
-            sigs.append(signal.SIGHUP)
-        previous: dict[int, Any] = {}
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            stopper = self.stopper
-            if stopper is None:
-                self._early_signals += 1
-                return
-            first = stopper.requests == 0
-            stopper.ask("signal", None)
-            if self.opts.observer is None:
-                msg = (
-                    "\nlorakit: stopping the trainer (press Ctrl-C again to kill it)\n"
-                    if first
-                    else "\nlorakit: killing the trainer\n"
-                )
-                with contextlib.suppress(Exception):
-                    sys.stderr.write(msg)
-
-        for s in sigs:
-            with contextlib.suppress(ValueError, OSError):
-                previous[s] = signal.signal(s, handler)
-
-        def restore() -> None:
-            for s, h in previous.items():
-                with contextlib.suppress(ValueError, OSError):
-                    signal.signal(s, h)
-
-        return restore
 
 
 def supervise(child: Child, run_dir: Path, opts: Options | None = None) -> ChildResult:
@@ -686,6 +788,23 @@ def run_planned(
 ) -> RunOutcome:
     """The real run: files → trainer → diagnosis → LoRA check + copy → finished event.
 
+    lorakit's signal handler stays in place from before the trainer starts until the outcome
+    (``finished``, ``state.json``, report) is written (:class:`Signals`)."""
+    with Signals() as sigs:
+        opts = replace(options) if options is not None else Options()
+        opts.signals = sigs
+        return _run_planned(planned, observer=observer, options=opts, extra_argv=extra_argv)
+
+
+def _run_planned(
+    planned: PlannedRun,
+    *,
+    observer: Observer | None = None,
+    options: Options | None = None,
+    extra_argv: list[str] | None = None,
+) -> RunOutcome:
+    """The real run: files → trainer → diagnosis → LoRA check + copy → finished event.
+
     ``planned.plan.run_dir`` must exist (``folder.create_run_dir``). ``extra_argv`` is
     appended to the plan's argv (``lorakit resume`` adds ``--resume=DIR``)."""
     plan, spec = planned.plan, planned.spec
@@ -710,6 +829,7 @@ def run_planned(
         run_dir,
         status="running",
         lorakit_pid=os.getpid(),
+        lorakit_started=start_ticks(os.getpid()),  # tells a reused pid from this process
         cwd=os.getcwd(),
         output_name=spec.output.name,
         folder=str(run_dir),
@@ -725,7 +845,8 @@ def run_planned(
     # every GPU of the run is locked for its whole life: a second lorakit training on one of
     # them is refused (exit 3) instead of both dying of OOM
     try:
-        with gpu_lock(spec.training.gpus, run=str(run_dir)):
+        with gpu_lock(spec.training.gpus, run=str(run_dir)) as lock:
+            opts.hold_fds = lock.fds()  # the watchdog holds them too: kill -9 frees no GPU early
             result = supervise(child, run_dir, opts)
             if opts.after_exit is not None:
                 add_events(run_dir, result, opts.after_exit(result), opts.observer)
