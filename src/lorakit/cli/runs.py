@@ -126,11 +126,15 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List the runs, oldest first."""
-    from lorakit.run.folder import list_runs
+    from lorakit.run.folder import list_runs, run_status
 
     runs = list_runs(runs_dir)
     if as_json:
-        print(json.dumps([{**r.state, "name": r.name, "path": str(r.path)} for r in runs], indent=2))
+        print(
+            json.dumps(
+                [{**r.state, **_live(r.path, r.state), "name": r.name, "path": str(r.path)} for r in runs], indent=2
+            )
+        )
         return
     if not runs:
         console.print(f"no runs in {runs_dir}")
@@ -141,18 +145,44 @@ def list_cmd(
     for col in ("run", "status", "step", "avg loss", "started", "LoRA"):
         table.add_column(col)
     for r in runs:
-        s = r.state
+        s = {**r.state, **_live(r.path, r.state)}
         step = f"{s.get('step', 0)}/{s.get('total') or s.get('total_steps') or '?'}"
         loss = s.get("avr_loss")
         table.add_row(
             r.name,
-            r.status,
+            run_status(r.state),
             step,
             f"{loss:.4g}" if isinstance(loss, int | float) else "-",
             _fmt_time(s.get("started_at")),
-            Path(s["lora"]).name if s.get("lora") else "-",
+            Path(s["lora"]).name if s.get("lora") and s.get("status") == "done" else "-",
         )
     console.print(table)
+
+
+def _live(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """What is newer than state.json (rewritten every few seconds): the status as it is
+    (``lost`` when lorakit was killed) and the last progress event's step and loss."""
+    from lorakit.run.events import EVENTS_FILE, Progress, event_from_dict
+    from lorakit.run.folder import run_status
+
+    out: dict[str, Any] = {"status": run_status(state)}
+    try:
+        with (run_dir / EVENTS_FILE).open("rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(max(0, size - 65536))
+            tail = fh.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in reversed(tail):
+        try:
+            ev = event_from_dict(json.loads(line))
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(ev, Progress):
+            if ev.step >= int(state.get("step") or 0):
+                out.update(step=ev.step, total=ev.total, avr_loss=ev.avr_loss)
+            break
+    return out
 
 
 def loss_info(run_dir: Path) -> dict[str, Any]:
@@ -186,16 +216,19 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         WarningEvent,
         read_events,
     )
-    from lorakit.run.folder import read_state
+    from lorakit.run.folder import LOST, lost_message, read_state, run_status
 
     events = read_events(run_dir)
+    state = read_state(run_dir)
     progress = [e for e in events if isinstance(e, Progress)]
     dataset = next((e for e in reversed(events) if isinstance(e, DatasetSummary)), None)
     finished = next((e for e in reversed(events) if isinstance(e, Finished)), None)
     return {
         "run": run_dir.name,
         "path": str(run_dir),
-        "state": read_state(run_dir),
+        "state": state,
+        "status": run_status(state),
+        "lost": lost_message(run_dir, state) if run_status(state) == LOST else None,
         "launches": sum(isinstance(e, Started) for e in events),
         "dataset": None if dataset is None else dataset.to_dict(),
         "last_progress": progress[-1].to_dict() if progress else None,
@@ -227,7 +260,10 @@ def show_cmd(
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return
     st = info["state"]
-    console.print(f"[bold]{info['run']}[/]  {st.get('status', 'unknown')}  ({info['path']})")
+    console.print(f"[bold]{info['run']}[/]  {info['status']}  ({info['path']})")
+    if info["lost"]:
+        fix = f"lorakit resume {info['run']}" if st.get("save_state") else "start it again with `lorakit train`"
+        console.print(f"[red]{info['lost']}[/]\n  fix: {fix}")
     if info["dataset"]:
         d = info["dataset"]
         console.print(
@@ -253,7 +289,7 @@ def show_cmd(
     for key, label in (("checkpoints", "checkpoint"), ("states", "state"), ("samples", "sample")):
         for path in info[key]:
             console.print(f"{label}: {path}")
-    if st.get("lora"):
+    if st.get("lora") and st.get("status") == "done":
         console.print(f"LoRA: {st['lora']}")
     for dest in st.get("copies") or []:
         console.print(f"copied to: {dest}")

@@ -134,24 +134,62 @@ def update_state(run_dir: Path, **changes: Any) -> dict[str, Any]:
     return state
 
 
-def pid_alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
+def pid_alive(pid: object, started: object = None) -> bool:
+    """Whether ``pid`` is a live process (not a zombie; with ``started``, the start time
+    recorded for it, not a reused pid)."""
+    from lorakit.run.reaper import pid_alive as alive
+
+    return alive(pid, started)
 
 
 def is_active(run_dir: Path) -> bool:
     """True while a lorakit process is running this run (status running and its pid alive)."""
+    return run_status(read_state(run_dir)) == "running"
+
+
+def run_status(state: dict[str, Any]) -> str:
+    """The status as it is: ``lost`` when state.json says running but the lorakit process that
+    ran it is gone (killed with SIGKILL, the OOM killer, a power cut)."""
+    status = str(state.get("status", "unknown"))
+    pid = state.get("lorakit_pid")
+    if status == "running" and pid is not None and not pid_alive(pid, state.get("lorakit_started")):
+        return LOST
+    return status
+
+
+LOST = "lost"
+
+
+def trainer_alive(state: dict[str, Any]) -> bool:
+    """Whether the trainer process state.json names is still running."""
+    return state.get("pid") is not None and pid_alive(state.get("pid"), state.get("pid_started"))
+
+
+def lost_message(run_dir: Path, state: dict[str, Any]) -> str:
+    """What happened to a lost run, in one sentence."""
+    pid = state.get("lorakit_pid")
+    step = state.get("step")
+    where = f" at step {step}/{state.get('total') or state.get('total_steps') or '?'}" if step else ""
+    msg = f"lost: lorakit (pid {pid}) was killed while run {run_dir.name} was running{where}"
+    if trainer_alive(state):
+        msg += f"; its trainer (pid {state.get('pid')}) is still running"
+    return msg
+
+
+def refuse_if_running(run_dir: Path) -> None:
+    """A ConfigError when a process is still working in ``run_dir``: lorakit, or the trainer of
+    a lost run (a second trainer in the same folder would overwrite its files)."""
     state = read_state(run_dir)
-    return state.get("status") == "running" and pid_alive(state.get("lorakit_pid"))
+    status = run_status(state)
+    if status == "running":
+        raise ConfigError([f"run {run_dir.name} is still running"], fix="wait for it, or stop it with Ctrl-C first")
+    if status == LOST and trainer_alive(state):
+        pid = state.get("pid")
+        raise ConfigError(
+            [lost_message(run_dir, state)],
+            fix=f"lorakit's watchdog stops it within seconds; if it does not, stop it with `kill -INT -{pid}`, "
+            "then run this again",
+        )
 
 
 def is_run_dir(path: Path) -> bool:

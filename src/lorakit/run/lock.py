@@ -127,6 +127,11 @@ class GpuLock:
     def held(self) -> bool:
         return bool(self._handles)
 
+    def fds(self) -> tuple[int, ...]:
+        """The lock files' descriptors. A process that inherits them keeps the GPUs locked
+        after this one is gone (an ``flock`` belongs to the open file): the runner's watchdog."""
+        return tuple(fh.fileno() for fh in self._handles)
+
     def release(self) -> None:
         import fcntl
 

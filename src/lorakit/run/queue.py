@@ -344,6 +344,11 @@ def diagnose_job(
     code = returncode
     diagnosis: str | None = None
     if run_dir is not None:
+        from lorakit.run.folder import LOST, lost_message, read_state, run_status
+
+        state = read_state(run_dir)
+        if run_status(state) == LOST:  # lorakit train was killed (kill -9, OOM killer): no outcome written
+            return "failed", code, lost_message(run_dir, state), str(run_dir)
         events = read_events(run_dir)
         finished = [e for e in events if isinstance(e, Finished)]
         errors = [e for e in events if isinstance(e, ErrorEvent)]
