@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,22 @@ def test_smoothing_span_scales_with_the_run() -> None:
     assert tblog.smoothing_span(12) == 5
     assert tblog.smoothing_span(1000) == 40
     assert tblog.smoothing_span(100_000) == 200
+
+
+def test_a_launch_with_a_shifted_counter_is_put_on_the_runs_steps(tmp_path: Path) -> None:
+    """sd-scripts#1406: resumed at run step 12 with 5 steps per epoch, the trainer counts from 2."""
+    write_launch(tmp_path, "20261123120000", [(s, 1.0) for s in range(1, 13)])
+    time.sleep(0.01)
+    resumed_at = time.time()  # the second launch starts (its file's first record is written later)
+    write_launch(tmp_path, "20261123130000", [(s, 2.0) for s in range(3, 9)])
+    asked: list[float] = []
+
+    def offset(first_write: float) -> int:
+        asked.append(first_write)
+        return 10 if first_write >= resumed_at else 0
+
+    log = read_scalars(tmp_path, step_offset=offset)
+    assert values(log) == [(s, 1.0) for s in range(1, 13)] + [(s, 2.0) for s in range(13, 19)]
+    assert len(asked) == 2 and asked[0] < resumed_at <= asked[1]  # once per file, with its first write time
+    log.poll()
+    assert len(asked) == 2

@@ -188,9 +188,10 @@ def _live(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
 def loss_info(run_dir: Path) -> dict[str, Any]:
     """The trainer's latest per-step loss from the run's TensorBoard logs (`logs/`), smoothed
     too; ``value`` is None (and ``note`` says why) when there is none."""
-    from lorakit.kohya.tblog import logs_dir, read_scalars, smoothed
+    from lorakit.kohya.tblog import logs_dir, smoothed
+    from lorakit.run.losslog import read_run_scalars
 
-    log = read_scalars(run_dir)
+    log = read_run_scalars(run_dir)
     series = log.series()
     last = series[-1] if series else None
     return {

@@ -17,7 +17,10 @@ running mean, the ``avr_loss`` of its progress bar) and ``lr/<group>`` at ``step
 (``tensorboard.backend.event_processing.event_accumulator.EventAccumulator``: TFRecord framing,
 CRCs, a record torn by a writer still at work is left for the next read). The event files of
 all launches are merged by step, the later write winning for a step logged twice (a resumed
-launch repeats the steps after its saved state). The ``tensorboard`` package is imported only
+launch repeats the steps after its saved state). A launch whose counter is not the run's (sd-scripts
+48d368fa sets ``global_step`` to ``S mod L`` after skipping whole epochs on resume,
+kohya-ss/sd-scripts#1406) has its steps shifted by ``step_offset(first write time of the
+file)``, which the caller derives from the run's launches. The ``tensorboard`` package is imported only
 when a log is read; without it (or with unreadable files) the reader says so in ``note`` and
 yields nothing, and callers fall back to the progress bar's 3-digit running average.
 """
@@ -25,7 +28,7 @@ yields nothing, and callers fall back to the progress bar's 3-digit running aver
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -80,9 +83,18 @@ class ScalarLog:
     """All launches' TensorBoard scalars of one run, merged by step; :meth:`poll` reads what
     was written since the last call (cheap enough for the live view every few seconds)."""
 
-    def __init__(self, run_dir: Path, tags: Sequence[str] = DEFAULT_TAGS) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        tags: Sequence[str] = DEFAULT_TAGS,
+        step_offset: Callable[[float], int] | None = None,
+    ) -> None:
+        """``step_offset(t)``: run step − trainer step for the event file first written at unix
+        time ``t`` (asked once per file; None: the trainer's steps are the run's)."""
         self.run_dir = Path(run_dir)
         self.tags = tuple(tags)
+        self.step_offset = step_offset
+        self._offsets: dict[Path, int] = {}  # event file → its launch's step offset
         self._module = _accumulator_module()
         self._readers: dict[Path, Any] = {}  # event file → its EventAccumulator
         self._broken: dict[Path, str] = {}  # event file → why it cannot be read
@@ -123,6 +135,13 @@ class ScalarLog:
                 if reader is None:
                     reader = self._readers[path] = self._open(m, path)
                 reader.Reload()
+                if path not in self._offsets:
+                    try:
+                        first = float(reader.FirstEventTimestamp())
+                    except ValueError:  # nothing written yet
+                        continue
+                    self._offsets[path] = self.step_offset(first) if self.step_offset else 0
+                offset = self._offsets[path]
                 present = set(reader.Tags().get(m.SCALARS, ()))
                 for tag in self.tags:
                     if tag not in present:
@@ -130,7 +149,8 @@ class ScalarLog:
                     items = reader.Scalars(tag)
                     start = self._taken.get((path, tag), 0)
                     for ev in items[start:]:
-                        changed |= self._merge(tag, Point(int(ev.step), float(ev.value), float(ev.wall_time)))
+                        point = Point(int(ev.step) + offset, float(ev.value), float(ev.wall_time))
+                        changed |= self._merge(tag, point)
                     self._taken[(path, tag)] = len(items)
             except Exception as exc:  # the reader's errors are its own types (DataLossError, OSError, ...)
                 self._broken[path] = f"{type(exc).__name__}: {exc}"
@@ -164,9 +184,11 @@ class ScalarLog:
         return points[max(points)] if points else None
 
 
-def read_scalars(run_dir: Path, tags: Sequence[str] = DEFAULT_TAGS) -> ScalarLog:
+def read_scalars(
+    run_dir: Path, tags: Sequence[str] = DEFAULT_TAGS, step_offset: Callable[[float], int] | None = None
+) -> ScalarLog:
     """A :class:`ScalarLog` of ``run_dir`` read once (a finished or stopped run)."""
-    log = ScalarLog(run_dir, tags)
+    log = ScalarLog(run_dir, tags, step_offset)
     log.poll()
     return log
 

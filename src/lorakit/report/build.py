@@ -132,9 +132,10 @@ def write_samples_grid(paths: Sequence[Path], dest: Path) -> Path | None:
 def read_step_scalars(run_dir: Path) -> StepScalars:
     """The run's per-step loss and running mean from its TensorBoard logs (empty + a note
     when there are none or the reader is missing)."""
-    from lorakit.kohya.tblog import AVERAGE_TAG, LOSS_TAG, read_scalars
+    from lorakit.kohya.tblog import AVERAGE_TAG, LOSS_TAG
+    from lorakit.run.losslog import read_run_scalars
 
-    log = read_scalars(run_dir)
+    log = read_run_scalars(run_dir)
     return StepScalars(
         loss={p.step: p.value for p in log.series(LOSS_TAG)},
         average={p.step: p.value for p in log.series(AVERAGE_TAG)},

@@ -49,6 +49,7 @@ from lorakit.run.events import (
     StateSaved,
     WarningEvent,
 )
+from lorakit.run.losslog import open_scalars
 from lorakit.run.reaper import start_ticks
 from lorakit.run.watch import GpuReading, GpuSampler, Speed, SpeedWatch
 
@@ -441,7 +442,7 @@ class _Supervisor:
         """New per-step losses the trainer logged (every launch of the run, merged by step); the
         last ones reach state.json at the end too."""
         if self.scalars is None:
-            self.scalars = ScalarLog(self.run_dir)
+            self.scalars = open_scalars(self.run_dir)
         if self.scalars.poll():
             self.step_losses = [p.value for p in self.scalars.series()]
         if final and self.step_losses:
