@@ -4,13 +4,19 @@ base models with the real key layout, to try a setup without downloading 7–16 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from lorakit.cli._console import console, err_console
 from lorakit.cli.options import ConfigOpt, DataOpt, JsonOpt, PresetOpt, SdScriptsOpt, SetOpt
+
+if TYPE_CHECKING:
+    from lorakit.errors import EnvironmentProblem
 
 BENCH_HELP = """Measure a preset on this GPU: N steps through the normal `lorakit train` path.
 
@@ -108,6 +114,31 @@ def _gpu_name(index: int) -> str | None:
         return None
 
 
+def synth_failure(family: str, python: str, returncode: int, stderr: str) -> EnvironmentProblem:
+    """One message for a failed ``lorakit.synth.build`` child: the missing package and how to
+    install it, else the child's last exception line."""
+    import re
+    import shlex
+
+    from lorakit.errors import EnvironmentProblem
+
+    missing = re.findall(r"No module named '([\w.]+)'", stderr)
+    if missing:
+        module = missing[-1].split(".")[0]
+        return EnvironmentProblem(
+            f"building the {family} model needs the Python package `{module}`, which the trainer's Python "
+            f"({python}) does not have",
+            fix=f"{shlex.join([python, '-m', 'pip', 'install', module])} (or run `lorakit setup`); "
+            "`lorakit doctor` checks the trainer environment",
+        )
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    last = next((ln for ln in reversed(lines) if re.match(r"^[\w.]+(Error|Exception)\b", ln)), None)
+    return EnvironmentProblem(
+        f"building the {family} model failed (exit {returncode}): {last or (lines[-1] if lines else 'no output')}",
+        fix="run `lorakit doctor` to check the trainer environment (torch, transformers, diffusers)",
+    )
+
+
 def synth_model(
     family: str = typer.Argument(..., help="sdxl, sd3.5-medium or sd3.5-large."),
     out: Path = typer.Argument(..., help="Folder to write into.", file_okay=False),
@@ -120,7 +151,7 @@ def synth_model(
     import subprocess
 
     import lorakit
-    from lorakit.errors import ConfigError, EnvironmentProblem
+    from lorakit.errors import ConfigError
     from lorakit.kohya.install import require_trainer
 
     families = ("sdxl", "sd3.5-medium", "sd3.5-large")
@@ -132,12 +163,15 @@ def synth_model(
     env = dict(os.environ)
     src = str(Path(lorakit.__file__).resolve().parent.parent)  # lorakit need not be installed there
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, str(trainer.sd_scripts), env.get("PYTHONPATH")) if p)
-    proc = subprocess.run(argv, env=env, check=False)
+    created = not out.exists()
+    # the child's stderr is kept: a failure becomes one message (its last exception line), not
+    # a Python traceback on the user's terminal; on success it is passed on as it was
+    proc = subprocess.run(argv, env=env, check=False, stderr=subprocess.PIPE, text=True, errors="replace")
     if proc.returncode != 0:
-        raise EnvironmentProblem(
-            f"building the {family} model failed (exit {proc.returncode}; its output is above)",
-            fix="run `lorakit doctor` to check the trainer environment (torch, transformers, diffusers)",
-        )
+        if created:
+            shutil.rmtree(out, ignore_errors=True)  # nothing half-built is left behind
+        raise synth_failure(family, trainer.python, proc.returncode, proc.stderr)
+    sys.stderr.write(proc.stderr)
     info = out / "synth.json"
     if info.is_file():
         console.print(json.dumps(json.loads(info.read_text(encoding="utf-8")), indent=2), markup=False)

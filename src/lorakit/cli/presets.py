@@ -55,10 +55,20 @@ def copy(
 ) -> None:
     """Copy a preset's file to edit it; use it with --config FILE."""
     src = store.preset_path(name)
+    if dest.is_dir():
+        raise ConfigError(
+            [f"{dest} is a folder; presets copy writes one file"],
+            fix=f"give a file path, e.g. {shlex.quote(str(dest / (name + '.yaml')))}",
+        )
     if dest.exists() and not force:
         raise ConfigError([f"{dest} already exists"], fix="choose another name or pass --force")
     if dest.parent and not dest.parent.exists():
         raise ConfigError([f"{dest.parent} does not exist"], fix="create the folder first")
-    shutil.copyfile(src, dest)
+    try:
+        shutil.copyfile(src, dest)
+    except OSError as exc:
+        raise ConfigError(
+            [f"cannot write {dest}: {exc.strerror or exc}"], fix="choose a path in a folder you can write to"
+        ) from None
     use = shlex.join(["lorakit", "train", "--config", str(dest)])
     console.print(f"wrote {dest} (from preset {name}); use it with: {use}", markup=False)

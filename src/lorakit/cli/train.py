@@ -65,10 +65,11 @@ def train(
         return
     # real run: the config is checked first (exit 2), then the environment (exit 3), then the fit
     from lorakit.dataset.plan import scan_dataset
-    from lorakit.gpu.guard import auto_fit_for, guard
+    from lorakit.gpu.guard import auto_fit_for, guard, require_gpu
 
     loaded, _ = resolve_spec(req)
     trainer = require_trainer(sd_scripts, dry_run_hint=True)
+    require_gpu((loaded.spec.training.gpus or [0])[0])
     guarded = guard(req, loaded.spec, scan_dataset(loaded.spec.dataset), force=force, fastest=fastest)
     for note in guarded.notes:
         err_console.print(f"[cyan]note:[/] {note}", markup=True)

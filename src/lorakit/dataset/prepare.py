@@ -205,19 +205,36 @@ def prepare_dataset(opts: PrepareOptions, progress: ProgressFn | None = None) ->
     previous = out if read_manifest(out) is not None else survivor
     cache = load_cache(previous, settings.fingerprint()) if previous else {}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f"{_staging_prefix(out)}staging-{os.getpid()}"
-    staging.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise _cannot_write(out, exc) from None
     try:
         report = _build(opts, disc, out, staging, settings, cache, progress)
         _swap(staging, out)
         if survivor is not None:
             shutil.rmtree(survivor, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        target = Path(exc.filename) if exc.filename is not None else None
+        if target is not None and is_within(target, out.parent) and not is_within(target, source):
+            raise _cannot_write(out, exc) from None  # a write of ours (disk full, permissions)
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _cannot_write(out: Path, exc: OSError) -> DatasetError:
+    where = exc.filename or out.parent
+    return DatasetError(
+        f"cannot write the prepared dataset to {out}: {exc.strerror or exc} ({where})",
+        fix="pass --out to a folder you can write to, with free space (the source folder is never changed)",
+    )
 
 
 def _swap(staging: Path, out: Path) -> None:

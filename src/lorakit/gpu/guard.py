@@ -28,6 +28,30 @@ class Guarded:
     notes: list[str] = field(default_factory=list)
 
 
+ALLOW_NO_GPU_ENV = "LORAKIT_ALLOW_NO_GPU"
+
+
+def require_gpu(gpu_index: int) -> None:
+    """A real run needs an NVIDIA GPU: without one (no driver, no NVML, no such GPU) raise
+    EnvironmentProblem (exit 3) before any trainer starts, instead of launching sd-scripts to
+    crash. ``LORAKIT_ALLOW_NO_GPU=1`` skips the check (a stand-in trainer in CI, or CPU trials)."""
+    import os
+
+    from lorakit.errors import EnvironmentProblem
+    from lorakit.gpu import nvml
+
+    if os.environ.get(ALLOW_NO_GPU_ENV) == "1":
+        return
+    try:
+        nvml.gpu(gpu_index, processes=False)
+    except EnvironmentProblem as exc:
+        raise EnvironmentProblem(
+            f"no usable NVIDIA GPU, and sd-scripts needs one to train: {exc.message}",
+            fix="run on a machine with an NVIDIA GPU and driver (`nvidia-smi` must work; `lorakit doctor` checks); "
+            "`lorakit train ... --dry-run` plans and prints the command without a GPU",
+        ) from None
+
+
 def free_comfyui(spec: TrainSpec, gpu_index: int) -> str | None:
     """Ask a running ComfyUI to unload its models (config `comfyui`); None when none answers."""
     c = spec.comfyui
