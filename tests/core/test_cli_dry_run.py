@@ -22,9 +22,14 @@ def test_dry_run_prints_plan_and_writes_only_temp(lorakit, tmp_path: Path) -> No
     assert "model.checkpoint" in res.err  # warned: not set, placeholder shown
     assert list(cwd.iterdir()) == []  # nothing written where we stand
     assert tree_bytes(EXAMPLE) == before  # the dataset untouched
-    temps = list((tmp_path / "tmp").iterdir())
-    assert len(temps) == 1 and temps[0].name.startswith("lorakit-dryrun-")
-    assert sorted(p.name for p in temps[0].iterdir()) == ["command.txt", "dataset.toml", "spec.yaml"]
+    assert list((tmp_path / "tmp").iterdir()) == []  # and nothing left in the temp folder
+    assert f"a real run writes dataset.toml, command.txt and spec.yaml into {cwd / 'runs'}" in res.out
+
+
+def test_failing_dry_run_leaves_nothing(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    res = lorakit("train", "--preset", "comic-style", "--data", str(tmp_path / "nope"), "--dry-run")
+    assert res.code == 2, res.err
+    assert list((tmp_path / "tmp").iterdir()) == [] and not (tmp_path / "runs").exists()
 
 
 def test_json_plan(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -50,8 +55,8 @@ def test_json_plan(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped-
     assert {"key": "training.batch_size", "preset": 1, "value": 4} in plan["changes"]
     assert plan["spec"]["network"]["dim"] == 128
     assert 'caption_extension = ".txt"' in plan["dataset_toml"]
-    command = Path(plan["run_dir"], "command.txt").read_text(encoding="utf-8")
-    words = shlex.split(command.split("&&", 1)[1])
+    assert not Path(plan["run_dir"]).exists()  # a dry run writes nothing
+    words = shlex.split(plan["command"].split("&&", 1)[1])
     assert words[len(plan["env"]) :] == plan["argv"]  # shell-quoted, same argv after the env
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +45,7 @@ def train(
     auto_fit: bool = typer.Option(False, "--auto-fit", help="After a CUDA OOM, retry once with a config that fits."),
 ) -> None:
     from lorakit.kohya.install import PLACEHOLDER, find_trainer, require_trainer
-    from lorakit.planning import PlanRequest, plan_run, resolve_spec
+    from lorakit.planning import PlanRequest, plan_resolved, resolve_spec
 
     if gpus is not None:
         from lorakit.kohya.multigpu import gpus_override, parse_gpus
@@ -55,12 +54,13 @@ def train(
         overrides = [*overrides, *gpus_override(parse_gpus(gpus, device_count))]
     req = PlanRequest(preset, config, tuple(overrides), data, strict_paths=not dry_run)
     if dry_run:
-        from lorakit.run.runner import write_plan_files
+        # the plan of the run folder a real run would create now; nothing is written anywhere
+        from lorakit.run.folder import run_dir_path
 
         trainer = find_trainer(sd_scripts) or PLACEHOLDER
-        run_dir = Path(tempfile.mkdtemp(prefix="lorakit-dryrun-"))
-        planned = plan_run(req, trainer, run_dir)
-        write_plan_files(planned)
+        loaded, warnings = resolve_spec(req)
+        run_dir = run_dir_path(Path(loaded.spec.output.folder), loaded.spec.output.name).absolute()
+        planned = plan_resolved(loaded, warnings, trainer, run_dir)
         print_plan(planned, as_json=as_json, dry_run=True)
         return
     # real run: the config is checked first (exit 2), then the environment (exit 3), then the fit
@@ -88,6 +88,7 @@ def plan_json(planned: PlannedRun) -> dict[str, Any]:
     return {
         "preset": planned.loaded.preset,
         "argv": p.argv,
+        "command": p.command_text(),
         "cwd": str(p.cwd),
         "env": p.env,
         "run_dir": str(p.run_dir),
@@ -154,6 +155,8 @@ def print_plan(planned: PlannedRun, *, as_json: bool, dry_run: bool) -> None:
     console.print(p.command_text(), markup=False, soft_wrap=True)
     if dry_run:
         console.print(
-            f"[dim]Dry run: the run's files (dataset.toml, command.txt, spec.yaml) are in {p.run_dir}; "
-            "nothing was launched.[/]"
+            f"Dry run: nothing was written or launched; a real run writes dataset.toml, command.txt and "
+            f"spec.yaml into {p.run_dir}",
+            markup=False,
+            style="dim",
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lorakit.config.schema import DatasetSection
@@ -30,6 +30,8 @@ class ConceptPlan:
     repeats: int
     class_tokens: str  # "trigger class" as sd-scripts' class_tokens
     flip_aug: bool | None = None
+    # leading caption tags `dataset prepare` put first (trigger, class): shuffling keeps at least these
+    keep_tokens: int | None = None
 
     @property
     def visits_per_epoch(self) -> int:
@@ -158,7 +160,11 @@ def scan_dataset(cfg: DatasetSection, folder: Path | None = None) -> DatasetPlan
     kohya = [(d, KOHYA_DIR.match(d.name)) for d in subdirs]
     matched = [(d, m) for d, m in kohya if m]
     if matched:
-        concepts = [_concept(d, int(m["repeats"]), m["tokens"].strip(), ext) for d, m in matched]
+        prepared = prepared_keep_tokens(root)
+        concepts = [
+            replace(_concept(d, int(m["repeats"]), m["tokens"].strip(), ext), keep_tokens=prepared.get(d.name))
+            for d, m in matched
+        ]
         if any(c.repeats == 0 for c in concepts):
             zero = next(c.folder.name for c in concepts if c.repeats == 0)
             raise DatasetError(f"{root / zero}: repeats 0 in the folder name", fix="rename it to 1_... or more")
@@ -172,6 +178,19 @@ def scan_dataset(cfg: DatasetSection, folder: Path | None = None) -> DatasetPlan
 
     concept = _concept(root, cfg.repeats, _tokens(cfg.trigger, cfg.class_word), ext)
     return _finish(DatasetPlan(root, "flat", (concept,), ext))
+
+
+def prepared_keep_tokens(root: Path) -> dict[str, int]:
+    """Folder name → leading tags of its captions that `lorakit dataset prepare` fixed in place
+    (trigger, and class when given), read from its manifest; {} for a folder prepare did not write."""
+    from lorakit.dataset.manifest import read_manifest
+
+    manifest = read_manifest(root) or {}
+    out: dict[str, int] = {}
+    for c in manifest.get("concepts") or []:
+        if isinstance(c, dict) and isinstance(c.get("folder"), str) and c.get("trigger"):
+            out[c["folder"]] = 2 if c.get("class") else 1
+    return out
 
 
 def _finish(plan: DatasetPlan) -> DatasetPlan:

@@ -59,6 +59,8 @@ def dataset_toml(spec: TrainSpec, plan: DatasetPlan) -> str:
             "num_repeats": c.repeats,
             "class_tokens": c.class_tokens or None,
             "flip_aug": c.flip_aug,
+            # a prepared folder's captions start "trigger, class": keep both in place when shuffled
+            "keep_tokens": c.keep_tokens if c.keep_tokens and c.keep_tokens > t.keep_tokens else None,
         }
         lines += ["  [[datasets.subsets]]", *_table(subset, "  "), ""]
     return "\n".join(lines)
