@@ -3,6 +3,7 @@ disk, a read-only run folder, events.jsonl deleted, a silent trainer. Real proce
 stand-in trainer as the child of the real CLI), real signals, real (small) filesystems; every
 test also checks that no process of the trainer's group is left."""
 
+# ruff: noqa: F811  (trainer_env: a fixture imported from test_cli_run)
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ import pytest
 from lorakit.run.events import Finished, read_events
 from lorakit.run.reaper import group_alive, pid_alive
 from tests.conftest import CliResult
+from tests.run.conftest import FIXTURES
 from tests.run.test_cli_run import only_run, train_args, trainer_env  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process groups, /proc and tmpfs as on Linux")
@@ -69,7 +71,7 @@ def state_of(run: Path) -> dict[str, object]:
 
 
 # -- 1. kill -9 of `lorakit train` --------------------------------------------------------------
-def test_kill_9_of_lorakit_leaves_no_trainer_and_the_run_reads_lost(lorakit, trainer_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_kill_9_of_lorakit_leaves_no_trainer_and_the_run_reads_lost(lorakit, trainer_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     gpid_file = tmp_path / "grandchild.pid"
     trainer_env.update(FAKE_SLEEP="120", FAKE_GRANDCHILD=str(gpid_file))
     proc = start_cli(trainer_env, tmp_path, *train_args(trainer_env, "--quiet"))
@@ -99,7 +101,7 @@ def test_kill_9_of_lorakit_leaves_no_trainer_and_the_run_reads_lost(lorakit, tra
 def test_kill_9_trainer_that_ignores_sigint_holds_gpu_and_blocks_resume_until_gone(  # type: ignore[no-untyped-def]
     lorakit,
     trainer_env,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     trainer_env.update(FAKE_SLEEP="120", FAKE_IGNORE_INT="1", FAKE_STATE="1:180")
     proc = start_cli(trainer_env, tmp_path, *train_args(trainer_env, "--quiet", "--set", "saving.save_state=true"))
@@ -128,7 +130,7 @@ def test_kill_9_trainer_that_ignores_sigint_holds_gpu_and_blocks_resume_until_go
 
 # -- 3. two signals in quick succession ---------------------------------------------------------
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_burst_still_writes_the_outcome(lorakit, trainer_env, tmp_path: Path, sig: int) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_signal_burst_still_writes_the_outcome(lorakit, trainer_env, tmp_path: Path, sig: int) -> None:  # type: ignore[no-untyped-def]
     trainer_env.update(FAKE_SLEEP="60", FAKE_CHECKPOINT="1")
     proc = start_cli(trainer_env, tmp_path, *train_args(trainer_env, "--quiet"))
     run, pgid = running_run(tmp_path)
@@ -151,3 +153,196 @@ def test_signal_burst_still_writes_the_outcome(lorakit, trainer_env, tmp_path: P
     assert state_of(run)["status"] == "interrupted"
     assert (run / "comic-style-000001.safetensors").is_file()
     assert not group_alive(pgid)
+
+
+# -- a small real file system ---------------------------------------------------------------------
+@pytest.fixture
+def small_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Mount a tmpfs of the given size (bytes) under tmp_path; skipped where mounting is not allowed."""
+    mounted: list[Path] = []
+
+    def mount(size: int, name: str = "fs") -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+        if res.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): {res.stderr.decode().strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def read_only_bind(path: Path) -> Callable[[], None]:
+    """Make ``path`` read-only from now on (a read-only bind mount over itself); returns undo."""
+    for cmd in (["mount", "--bind", str(path), str(path)], ["mount", "-o", "remount,bind,ro", str(path)]):
+        res = subprocess.run(cmd, capture_output=True)
+        if res.returncode != 0:
+            pytest.skip(f"cannot bind-mount read-only here: {res.stderr.decode().strip()}")
+    return lambda: subprocess.run(["umount", "-l", str(path)], capture_output=True) and None
+
+
+def fresh_run_dir(base: Path) -> Path:
+    d = base / "runs" / "lora-20261123-120000"
+    d.mkdir(parents=True)
+    return d
+
+
+# -- 4. disk full -----------------------------------------------------------------------------------
+def test_not_enough_space_before_launch_is_exit_3_and_leaves_nothing(
+    lorakit, trainer_env, tmp_path: Path, small_fs
+) -> None:  # type: ignore[no-untyped-def]
+    fs = small_fs(4 * 2**20)
+    res = lorakit(*train_args(trainer_env, "--quiet", "--set", f"output.folder={fs}"), cwd=tmp_path)
+    assert res.code == 3, res.err
+    assert "not enough free space for this run in" in res.err and "Fix:" in res.err
+    assert "Traceback" not in res.err
+    assert [p for p in fs.iterdir() if p.name != "lost+found"] == []  # no half run folder
+
+
+def test_disk_filling_up_warns_then_stops_the_trainer_cleanly(tmp_path: Path, small_fs) -> None:  # type: ignore[no-untyped-def]
+    from lorakit.run.disk import Need, make_reserve
+    from lorakit.run.events import WarningEvent
+    from lorakit.run.runner import Options, finish_run, supervise
+    from tests.run.conftest import fake_child
+
+    run_dir = fresh_run_dir(small_fs(24 * 2**20))
+    make_reserve(run_dir)
+    child = fake_child(run_dir, checkpoint="1", sleep="30", fill_step=str(2**20))
+    opts = Options(gpu_index=None, disk=Need(4 * 2**20, 0), disk_every_s=0.1, stop_grace_s=5)
+    t0 = time.monotonic()
+    result = supervise(child, run_dir, opts)
+    assert time.monotonic() - t0 < 20
+    assert result.stopped_for == "disk" and result.returncode != 0
+    codes = [e.code for e in result.events if isinstance(e, WarningEvent)]
+    assert "disk_low" in codes
+    out = finish_run(run_dir, result, final_lora=run_dir / "lora.safetensors")
+    assert (out.status, out.exit_code) == ("failed", 3)
+    assert out.diagnosis is not None and out.diagnosis.kind == "disk_full" and "almost full" in out.diagnosis.message
+    fin = read_events(run_dir)[-1]
+    assert isinstance(fin, Finished) and fin.status == "failed" and fin.lora is None
+    assert state_of(run_dir)["status"] == "failed"
+    assert (run_dir / "lora-000001.safetensors").is_file()  # the saved checkpoint is kept, whole
+    assert not group_alive(result.events[0].pid)  # type: ignore[attr-defined]
+
+
+def test_trainer_filling_the_disk_gets_a_recorded_outcome_and_no_lora_named(tmp_path: Path, small_fs) -> None:  # type: ignore[no-untyped-def]
+    from lorakit.run.disk import make_reserve
+    from lorakit.run.runner import Options, finish_run, supervise
+    from tests.run.conftest import fake_child
+
+    run_dir = fresh_run_dir(small_fs(2 * 2**20))
+    make_reserve(run_dir)
+    child = fake_child(run_dir, fill=str(64 * 2**20), lora="1", replay=str(FIXTURES / "sdxl_success.log"))
+    result = supervise(child, run_dir, Options(gpu_index=None))  # lorakit's own writes fail too: no exception
+    assert result.returncode == 1  # the trainer died of ENOSPC writing its LoRA
+    assert (run_dir / "lora.safetensors").is_file()  # half written, left where it is
+    out = finish_run(run_dir, result, final_lora=run_dir / "lora.safetensors")
+    assert (out.status, out.exit_code, out.lora) == ("failed", 3, None)
+    assert out.diagnosis is not None and out.diagnosis.kind == "disk_full"
+    assert out.unrecorded == []  # the reserve made room for the outcome
+    fin = read_events(run_dir)[-1]
+    assert isinstance(fin, Finished) and (fin.status, fin.lora) == ("failed", None)
+    state = state_of(run_dir)
+    assert state["status"] == "failed" and state["lora"] is None
+
+
+# -- 5. run folder read-only mid-run ----------------------------------------------------------------
+def test_read_only_run_folder_does_not_kill_the_training(tmp_path: Path) -> None:
+    from lorakit.run.events import WarningEvent
+    from lorakit.run.runner import Options, finish_run, supervise
+    from tests.run.conftest import fake_child
+
+    run_dir = fresh_run_dir(tmp_path)
+    child = fake_child(run_dir, lora="1", sleep="2.5")
+    undo: list[Callable[[], None]] = []
+
+    def lock_folder() -> None:
+        wait_for(lambda: (run_dir / "train.log").is_file() and b"working" in (run_dir / "train.log").read_bytes())
+        undo.append(read_only_bind(run_dir))
+
+    import threading
+
+    t = threading.Thread(target=lock_folder, daemon=True)
+    t.start()
+    try:
+        result = supervise(child, run_dir, Options(gpu_index=None, state_every_s=0.2))
+        t.join()
+        if not undo:
+            pytest.skip("cannot bind-mount read-only here")
+        assert result.returncode == 0  # the trainer worked on to its end
+        warned = [e for e in result.events if isinstance(e, WarningEvent) and e.code == "bookkeeping"]
+        assert warned and "state.json" in warned[0].message
+        out = finish_run(run_dir, result, final_lora=run_dir / "lora.safetensors")
+        assert (out.status, out.exit_code) == ("done", 0)
+        assert out.unrecorded  # said, not swallowed: the CLI prints it
+    finally:
+        for u in undo:
+            u()
+    assert state_of(run_dir)["status"] == "running"  # nothing could be written meanwhile
+    assert not group_alive(result.events[0].pid)  # type: ignore[attr-defined]
+
+
+# -- 6. events.jsonl deleted mid-run ----------------------------------------------------------------
+def test_deleted_events_file_is_noticed_and_written_again(tmp_path: Path) -> None:
+    import threading
+
+    from lorakit.run.events import Progress, WarningEvent
+    from lorakit.run.runner import Options, supervise
+    from tests.run.conftest import fake_child
+
+    run_dir = fresh_run_dir(tmp_path)
+    log = FIXTURES / "sdxl_success.log"
+    child = fake_child(run_dir, replay=str(log), chunk="2048", delay="0.02")
+    events_file = run_dir / "events.jsonl"
+
+    def delete_after_progress() -> None:
+        wait_for(lambda: events_file.is_file() and b'"progress"' in events_file.read_bytes())
+        events_file.unlink()
+
+    t = threading.Thread(target=delete_after_progress, daemon=True)
+    t.start()
+    result = supervise(child, run_dir, Options(gpu_index=None))
+    t.join()
+    on_disk = read_events(run_dir)
+    assert any(isinstance(e, WarningEvent) and e.code == "events_recreated" for e in on_disk)
+    progress = [e for e in on_disk if isinstance(e, Progress)]
+    assert progress and progress[-1].step == max(e.step for e in result.events if isinstance(e, Progress))
+    assert on_disk[0].type == "started"  # written again from the start
+
+
+# -- 7. a silent trainer ----------------------------------------------------------------------------
+def test_stall_is_warned_and_cleared_never_killed_by_default(tmp_path: Path) -> None:
+    from lorakit.run.events import WarningEvent
+    from lorakit.run.runner import Options, finish_run, supervise
+    from tests.run.conftest import fake_child
+
+    run_dir = fresh_run_dir(tmp_path)
+    child = fake_child(run_dir, hang="1.5", sleep="0.3", lora="1")
+    result = supervise(child, run_dir, Options(gpu_index=None, stall_floor_s=0.5, stall_factor=1))
+    codes = [e.code for e in result.events if isinstance(e, WarningEvent)]
+    assert codes.count("stall") == 1 and "stall_over" in codes
+    assert result.returncode == 0
+    out = finish_run(run_dir, result, final_lora=run_dir / "lora.safetensors")
+    assert out.status == "done" and state_of(run_dir)["stalled_since"] is None
+
+
+def test_stall_timeout_stops_the_trainer(tmp_path: Path) -> None:
+    from lorakit.run.events import WarningEvent
+    from lorakit.run.runner import Options, finish_run, supervise
+    from tests.run.conftest import fake_child
+
+    run_dir = fresh_run_dir(tmp_path)
+    child = fake_child(run_dir, hang="60")
+    t0 = time.monotonic()
+    opts = Options(gpu_index=None, stall_floor_s=0.3, stall_factor=1, stall_timeout_s=1.0, stop_grace_s=5)
+    result = supervise(child, run_dir, opts)
+    assert time.monotonic() - t0 < 15
+    assert result.stopped_for == "stall"
+    assert any(isinstance(e, WarningEvent) and e.code == "stall" for e in result.events)
+    out = finish_run(run_dir, result, final_lora=run_dir / "lora.safetensors")
+    assert (out.status, out.exit_code) == ("failed", 1)
+    assert out.diagnosis is not None and out.diagnosis.kind == "stall" and "--stall-timeout 1" in out.diagnosis.message
+    assert not group_alive(result.events[0].pid)  # type: ignore[attr-defined]

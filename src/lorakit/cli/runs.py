@@ -54,6 +54,8 @@ def outcome_error(outcome: RunOutcome, save_state: bool | None = None) -> Loraki
         TrainingFailed,
     )
 
+    for problem in outcome.unrecorded:  # the outcome stands, but the run folder does not say it
+        err_console.print(f"[bold yellow]warning:[/] the outcome below is not recorded in the run folder: {problem}")
     d = outcome.diagnosis
     if outcome.status == "done" or d is None:
         return None
@@ -87,11 +89,11 @@ def print_outcome(outcome: RunOutcome) -> None:
         console.print(f"copied to {dest}")
 
 
-def launch(req: Any, trainer: Any, *, quiet: bool, auto_fit: Any = None) -> int:
+def launch(req: Any, trainer: Any, *, quiet: bool, auto_fit: Any = None, stall_timeout: float | None = None) -> int:
     """Plan into a new run folder, train with the live/plain view, report; the exit code.
     A failure raises its typed error (one message + fix at the CLI edge)."""
     from lorakit.run.live import make_view
-    from lorakit.run.runner import start_run
+    from lorakit.run.runner import Options, start_run
 
     saves_state: list[bool] = []
 
@@ -105,7 +107,8 @@ def launch(req: Any, trainer: Any, *, quiet: bool, auto_fit: Any = None) -> int:
             console.print(f"[bold]Steps[/] {s.formula()}")
 
     view = make_view(quiet=quiet, console=console)
-    outcome = start_run(req, trainer, observer=view, auto_fit=auto_fit, on_planned=announce)
+    opts = Options(stall_timeout_s=stall_timeout) if stall_timeout is not None else None
+    outcome = start_run(req, trainer, observer=view, options=opts, auto_fit=auto_fit, on_planned=announce)
     err = outcome_error(outcome, saves_state[-1] if saves_state else None)
     if err is not None:
         raise err
@@ -262,6 +265,8 @@ def show_cmd(
         return
     st = info["state"]
     console.print(f"[bold]{info['run']}[/]  {info['status']}  ({info['path']})")
+    if info["status"] == "running" and isinstance(st.get("stalled_since"), int | float):
+        console.print(f"[yellow]stalled:[/] no output from the trainer for {time.time() - st['stalled_since']:.0f} s")
     if info["lost"]:
         fix = f"lorakit resume {info['run']}" if st.get("save_state") else "start it again with `lorakit train`"
         console.print(f"[red]{info['lost']}[/]\n  fix: {fix}")

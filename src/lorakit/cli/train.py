@@ -43,6 +43,12 @@ def train(
         False, "--fastest", help="Use the batch/GC/precision with the most images/s that fits (same image visits)."
     ),
     auto_fit: bool = typer.Option(False, "--auto-fit", help="After a CUDA OOM, retry once with a config that fits."),
+    stall_timeout: float | None = typer.Option(
+        None,
+        "--stall-timeout",
+        help="Stop the trainer when it prints nothing for this many seconds (default: only warn that it stalled).",
+        min=1,
+    ),
 ) -> None:
     from lorakit.kohya.install import PLACEHOLDER, find_trainer, require_trainer
     from lorakit.planning import PlanRequest, plan_resolved, resolve_spec
@@ -76,7 +82,7 @@ def train(
     from lorakit.cli.runs import launch
 
     retry = auto_fit_for(guarded.request) if auto_fit else None
-    code = launch(guarded.request, trainer, quiet=quiet, auto_fit=retry)
+    code = launch(guarded.request, trainer, quiet=quiet, auto_fit=retry, stall_timeout=stall_timeout)
     if code:
         raise typer.Exit(code)
 

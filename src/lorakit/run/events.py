@@ -27,6 +27,7 @@ older reader survives a newer file; a torn last line (a crash mid-write) is skip
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -223,22 +224,78 @@ def read_events(path: Path | str) -> list[Event]:
 class EventLog:
     """Appends events to ``events.jsonl``: one ``write`` per line on an O_APPEND descriptor,
     flushed at once, so a reader tailing the file never sees half a line (except after a
-    crash of this process, which :func:`read_events` tolerates)."""
+    crash of this process, which :func:`read_events` tolerates).
+
+    A failed write never raises: the bytes not written are kept and written first next time
+    (a full disk that gets space again loses nothing), and :attr:`problem` says what failed
+    until a write succeeds. Before each write the file is checked to still be the one opened:
+    when it was deleted or replaced, it is created again with every event this log has seen
+    (:attr:`recreated` counts it), instead of writing on into a deleted file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.events: list[Event] = []
+        self.problem: str | None = None
+        self.recreated = 0
+        self._pending = b""
+        self._fd: int | None = None
+        self._ino: tuple[int, int] | None = None
+        self._closed = False
+        self._open(rewrite=False)
+
+    def _open(self, *, rewrite: bool) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            self.problem = f"cannot open {self.path}: {exc.strerror or exc}"
+            return
+        st = os.fstat(fd)
+        self._fd, self._ino = fd, (st.st_dev, st.st_ino)
+        if rewrite:
+            self.recreated += 1
+            self._pending = b"".join((e.to_json() + "\n").encode("utf-8") for e in self.events)
+
+    def _gone(self) -> bool:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._ino
 
     def append(self, event: Event) -> Event:
         self.events.append(event)
-        if self._fd is not None:
-            os.write(self._fd, (event.to_json() + "\n").encode("utf-8"))
+        if not self._closed:
+            self._pending += (event.to_json() + "\n").encode("utf-8")
+            self.flush()
         return event
 
+    def flush(self) -> bool:
+        """Write what is pending; False (and :attr:`problem` set) when that failed."""
+        if self._fd is None or self._gone():
+            self._open(rewrite=self._fd is not None)
+            if self._fd is None:
+                return False
+        try:
+            while self._pending:
+                n = os.write(self._fd, self._pending)
+                self._pending = self._pending[n:]
+        except OSError as exc:
+            self.problem = f"cannot write {self.path}: {exc.strerror or exc}"
+            return False
+        self.problem = None
+        return True
+
     def close(self) -> None:
+        if self._pending and not self._closed:
+            self.flush()
+        self._closed = True
         if self._fd is not None:
-            os.close(self._fd)
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
             self._fd = None
 
     def __enter__(self) -> EventLog:

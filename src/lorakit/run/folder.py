@@ -10,6 +10,7 @@ the same folder, then rename, so a crash never leaves half a ``spec.yaml`` or ``
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -128,9 +129,22 @@ def write_state(run_dir: Path, state: dict[str, Any]) -> None:
     atomic_write_json(run_dir / STATE_FILE, state)
 
 
-def update_state(run_dir: Path, **changes: Any) -> dict[str, Any]:
+def update_state(run_dir: Path, *, last_resort: bool = False, **changes: Any) -> dict[str, Any]:
+    """Merge ``changes`` into state.json (atomically). ``last_resort``: the run's final state —
+    when the atomic write finds no room for its temp file, state.json is rewritten in place
+    (its own blocks are reused; not crash-safe, but the outcome is recorded)."""
     state = read_state(run_dir) | changes
-    write_state(run_dir, state)
+    try:
+        write_state(run_dir, state)
+    except OSError as exc:
+        if not last_resort or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        data = json.dumps(_strict(state), indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
+        with (run_dir / STATE_FILE).open("r+b") as fh:
+            fh.write(data)
+            fh.truncate()
+            fh.flush()
+            os.fsync(fh.fileno())
     return state
 
 

@@ -35,6 +35,7 @@ from lorakit.kohya.logparse import LogParser
 from lorakit.kohya.tblog import ScalarLog
 from lorakit.run import folder
 from lorakit.run.diagnose import Context, Diagnosis, diagnose, with_fix
+from lorakit.run.disk import DiskWatch, Need, release_reserve
 from lorakit.run.events import (
     EVENTS_FILE,
     Checkpoint,
@@ -64,6 +65,11 @@ if TYPE_CHECKING:
 AutoFit = Callable[["PlannedRun", "RunOutcome"], "PlanRequest | None"]
 
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+DISK_FIX = (
+    "free space on that disk (old runs' checkpoints and *-state folders are the big files), then "
+    "`lorakit resume RUN` (with saving.save_state) or start again; or put the runs elsewhere with "
+    "--set output.folder=PATH"
+)
 
 
 @dataclass
@@ -129,6 +135,13 @@ class Options:
     signals: Signals | None = None
     hold_fds: tuple[int, ...] = ()  # the GPU lock descriptors the watchdog holds (reaper.py)
     reap_grace_s: float = 10.0  # lorakit killed: the watchdog's SIGINT → SIGKILL delay
+    disk: Need | None = None  # what one save writes: the free-space watch (disk.py); None: off
+    disk_every_s: float = 2.0
+    # a trainer silent for max(stall_floor_s, stall_factor × s/step) is reported stalled;
+    # stopped only with stall_timeout_s (`--stall-timeout`)
+    stall_factor: float = 10.0
+    stall_floor_s: float = 300.0
+    stall_timeout_s: float | None = None
 
 
 @dataclass
@@ -141,6 +154,7 @@ class ChildResult:
     duration_s: float
     gpu_baseline_bytes: int | None = None  # device memory in use at the first reading
     gpu_peak_bytes: int | None = None  # the highest device reading while the trainer ran
+    stop_message: str | None = None  # why lorakit stopped it (stopped_for "disk" / "stall")
 
     @property
     def peak_vram_gib(self) -> float | None:
@@ -162,6 +176,7 @@ class RunOutcome:
     lora: Path | None = None
     copies: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # LoRA check problems
+    unrecorded: list[str] = field(default_factory=list)  # the outcome could not be written (why)
 
 
 class _Stopper:
@@ -352,6 +367,13 @@ class _Supervisor:
         self._total: int | None = None  # the run's total when the transform maps it
         self.stopper: _Stopper | None = None
         self.signals = opts.signals if opts.signals is not None else Signals()
+        self._problems: set[str] = set()
+        self._recreated = 0
+        self.disk = DiskWatch(run_dir, opts.disk) if opts.disk is not None else None
+        self._last_disk = 0.0
+        self._last_output = time.monotonic()
+        self._stalled_since: float | None = None
+        self.stop_message: str | None = None  # why lorakit stopped the trainer (disk, stall)
         self.started_at = time.time()
         self._last_state_write = 0.0
         self._last_tick = 0.0
@@ -381,6 +403,7 @@ class _Supervisor:
         if isinstance(ev, ErrorEvent):
             ev = with_fix(ev, self.opts.context)
         self.log.append(ev)
+        self._check_log()
         milestone = False
         if isinstance(ev, Progress):
             if ev.avr_loss is not None:
@@ -404,7 +427,44 @@ class _Supervisor:
         if milestone:
             self.write_state()
 
+    def bookkeeping(self, problem: str | None) -> None:
+        """lorakit's own files failing (full disk, read-only folder) never stop the training:
+        each new problem is reported once (view/stderr, and a warning event when it can be
+        written), and supervision goes on."""
+        if problem is None or problem in self._problems:
+            return
+        self._problems.add(problem)
+        w = WarningEvent(
+            t=time.time(), code="bookkeeping", message=f"lorakit could not record the run: {problem}",
+            fix="free space in the run folder / make it writable again; the training goes on",
+        )  # fmt: skip
+        self.warnings.append(w)
+        if self.opts.observer is not None:
+            self.opts.observer.event(w)
+        else:
+            with contextlib.suppress(Exception):
+                sys.stderr.write(f"lorakit: warning: {w.message}\n")
+        self.log.append(w)
+
+    def _check_log(self) -> None:
+        if self.log.recreated > self._recreated:
+            self._recreated = self.log.recreated
+            self._write(
+                WarningEvent(
+                    code="events_recreated",
+                    message=f"{self.log.path.name} was deleted or replaced while the run was going; "
+                    "lorakit wrote it again with the events of this launch",
+                )
+            )
+        self.bookkeeping(self.log.problem)
+
     def write_state(self, **extra: Any) -> None:
+        try:
+            self._write_state(**extra)
+        except OSError as exc:
+            self.bookkeeping(f"cannot update {folder.STATE_FILE}: {exc.strerror or exc}")
+
+    def _write_state(self, **extra: Any) -> None:
         self._last_state_write = time.monotonic()
         cur = self.current()
         speed = self.watch.speed()
@@ -425,6 +485,7 @@ class _Supervisor:
             last_checkpoint=self.last_checkpoint,
             last_state=self.last_state,
             samples=len(self.samples_seen),
+            stalled_since=self._stalled_since,
             **extra,
         )
 
@@ -448,6 +509,61 @@ class _Supervisor:
         if final and self.step_losses:
             self.write_state()
 
+    def _check_disk(self, now_m: float) -> None:
+        if self.disk is None or now_m - self._last_disk < self.opts.disk_every_s:
+            return
+        self._last_disk = now_m
+        verdict = self.disk.check()
+        if verdict is None:
+            return
+        kind, message = verdict
+        if kind == "warn":
+            self._write(WarningEvent(code="disk_low", message=message, fix=DISK_FIX))
+        elif self.stopper is not None and not self.stopper.requests:
+            self.stop_message = message
+            self.stopper.ask("disk", self.opts.stop_grace_s)
+
+    def stall_after_s(self) -> float:
+        """Seconds of silence that make the trainer stalled (see Options)."""
+        per_step = self.watch.speed().steady_s_per_step or self.opts.expected_s_per_step or 0.0
+        return max(self.opts.stall_floor_s, self.opts.stall_factor * per_step)
+
+    def _check_stall(self, now_m: float) -> None:
+        silent = now_m - self._last_output
+        if self._stalled_since is None and silent >= self.stall_after_s():
+            self._stalled_since = time.time() - silent
+            cur = self.current()
+            where = f" at step {cur.step}/{cur.total}" if cur else ""
+            self._write(
+                WarningEvent(
+                    code="stall",
+                    message=f"the trainer has printed nothing for {silent:.0f} s{where} (a step takes "
+                    f"{self.watch.speed().steady_s_per_step or self.opts.expected_s_per_step or 0:.1f} s); "
+                    "it may be stuck",
+                    fix="look at the GPU (nvidia-smi) and `lorakit runs tail RUN`; stop it with Ctrl-C and "
+                    "`lorakit resume RUN`, or let lorakit stop it: --stall-timeout SECONDS",
+                )
+            )
+            self.write_state()
+        timeout = self.opts.stall_timeout_s
+        if timeout is not None and silent >= timeout and self.stopper is not None and not self.stopper.requests:
+            self.stop_message = f"the trainer printed nothing for {silent:.0f} s (--stall-timeout {timeout:g})"
+            self.stopper.ask("stall", self.opts.stop_grace_s)
+
+    def _open_log(self, path: Path) -> contextlib.AbstractContextManager[Any]:
+        try:
+            return path.open("ab", buffering=0)
+        except OSError as exc:
+            self.bookkeeping(f"cannot open {path.name}: {exc.strerror or exc}")
+            return contextlib.nullcontext(None)
+
+    def output_seen(self) -> None:
+        self._last_output = time.monotonic()
+        if self._stalled_since is not None:
+            self._stalled_since = None
+            self._write(WarningEvent(code="stall_over", message="the trainer is printing again"))
+            self.write_state()
+
     def tick(self, final: bool = False) -> None:
         now_m = time.monotonic()
         if not final and now_m - self._last_tick < self.opts.poll_s:
@@ -467,6 +583,9 @@ class _Supervisor:
                 self.gpu_peak = max(self.gpu_peak or 0, used)
             for w in self.watch.gpu(self.gpu_reading, now):
                 self._write(w)
+        if not final:
+            self._check_disk(now_m)
+            self._check_stall(now_m)
         if now_m - self._last_state_write >= self.opts.state_every_s:
             self.write_state()
         if self.opts.observer is not None:
@@ -554,7 +673,7 @@ class _Supervisor:
         reader = threading.Thread(target=_reader, args=(proc.stdout.fileno(), q), daemon=True)
         reader.start()
         try:
-            with log_path.open("ab", buffering=0) as raw_log:
+            with self._open_log(log_path) as raw_log:
                 eof = False
                 while not eof:
                     try:
@@ -575,7 +694,12 @@ class _Supervisor:
                         eof = True
                     if chunks:
                         data = b"".join(chunks)
-                        raw_log.write(data)
+                        self.output_seen()
+                        try:
+                            if raw_log is not None:
+                                raw_log.write(data)
+                        except OSError as exc:
+                            self.bookkeeping(f"cannot write {folder.LOG_FILE}: {exc.strerror or exc}")
                         for ev in self.parser.feed(decoder.decode(data)):
                             self.emit(ev)
                     if stopper.kill_at is not None and time.monotonic() >= stopper.kill_at:
@@ -608,6 +732,7 @@ class _Supervisor:
             returncode=returncode,
             interrupted=interrupted,
             stopped_for=stopper.reason if not interrupted else None,
+            stop_message=self.stop_message,
             parser=self.parser,
             events=list(self.log.events),
             duration_s=time.time() - self.started_at,
@@ -677,7 +802,11 @@ def finish_run(
     from lorakit.run.finish import copy_lora, verify_lora
 
     ctx = ctx or Context()
+    release_reserve(run_dir)  # room for the outcome, even when the trainer filled the disk
     status, code, diag = outcome_of(result, run_dir, final_lora=final_lora, ctx=ctx)
+    stopped = _stopped_diagnosis(result)
+    if stopped is not None and status != "done":
+        status, code, diag = stopped.status, stopped.exit_code, stopped
     copies: list[str] = []
     problems: list[str] = []
     extra: list[Event] = []
@@ -690,7 +819,11 @@ def finish_run(
         if problems:
             status, code = "failed", EXIT_TRAINING_FAILED
             msg = f"the final LoRA {lora.name} does not match the spec: " + "; ".join(problems)
-            diag = Diagnosis("crash", msg, "check the trainer version and the run's command.txt", code)
+            fix = "check the trainer version and the run's command.txt"
+            if not check.tensors:  # not a whole safetensors file
+                msg = f"the final LoRA {lora.name} is incomplete: " + "; ".join(problems)
+                fix = "it was cut short (a full disk, or the trainer killed while saving): free space, then train again"
+            diag = Diagnosis("crash", msg, fix, code)
             extra.append(ErrorEvent(kind="crash", message=msg, fix=diag.fix))
     if status == "done" and lora is not None:
         for dest in lora_folders or []:
@@ -711,27 +844,51 @@ def finish_run(
         status=status,
         exit_code=code,
         duration_s=round(result.duration_s, 3),
-        lora=str(lora) if lora else None,
+        lora=str(lora) if lora and status == "done" else None,  # never a half-written file
         peak_vram_gib=result.peak_vram_gib,
     )
+    unrecorded: list[str] = []
     with EventLog(run_dir / EVENTS_FILE) as log:
         for ev in [*extra, finished]:
             log.append(ev)
             if observer is not None:
                 observer.event(ev)
+        if not log.flush() and log.problem:
+            unrecorded.append(log.problem)
     events = result.events + extra + [finished]
-    folder.update_state(
-        run_dir,
-        status=status,
-        exit_code=code,
-        returncode=result.returncode,
-        finished_at=finished.t,
-        pid=None,
-        lora=str(lora) if lora else None,
-        copies=copies,
-        diagnosis=None if diag is None else {"kind": diag.kind, "message": diag.message, "fix": diag.fix},
-    )
-    return RunOutcome(run_dir, status, code, result.returncode, diag, events, result.duration_s, lora, copies, problems)
+    try:
+        folder.update_state(
+            run_dir,
+            last_resort=True,
+            status=status,
+            exit_code=code,
+            returncode=result.returncode,
+            finished_at=finished.t,
+            pid=None,
+            lora=finished.lora,
+            copies=copies,
+            diagnosis=None if diag is None else {"kind": diag.kind, "message": diag.message, "fix": diag.fix},
+        )
+    except OSError as exc:
+        unrecorded.append(f"cannot write {folder.STATE_FILE}: {exc.strerror or exc}")
+    lora = lora if status == "done" else None
+    out = RunOutcome(run_dir, status, code, result.returncode, diag, events, result.duration_s, lora, copies, problems)
+    out.unrecorded = unrecorded
+    return out
+
+
+def _stopped_diagnosis(result: ChildResult) -> Diagnosis | None:
+    """lorakit stopped the trainer for a full disk or a stall, or the trainer hit a full disk."""
+    if result.stopped_for == "disk":
+        return Diagnosis("disk_full", result.stop_message or "the disk is full", DISK_FIX, EXIT_ENVIRONMENT)
+    if result.stopped_for == "stall":
+        msg = result.stop_message or "the trainer stopped printing"
+        fix = "`lorakit runs tail RUN` shows where it stopped; `lorakit resume RUN` continues from the last state"
+        return Diagnosis("stall", f"lorakit stopped a stalled trainer: {msg}", fix, EXIT_TRAINING_FAILED)
+    if result.returncode not in (0, None) and any("No space left on device" in line for line in result.parser.tail):
+        return Diagnosis("disk_full", "the trainer ran out of disk space (No space left on device)", DISK_FIX,
+                         EXIT_ENVIRONMENT, evidence="No space left on device")  # fmt: skip
+    return None
 
 
 def expected_lora(planned: PlannedRun) -> Any:
@@ -810,8 +967,11 @@ def _run_planned(
     appended to the plan's argv (``lorakit resume`` adds ``--resume=DIR``)."""
     plan, spec = planned.plan, planned.spec
     run_dir = plan.run_dir
-    write_plan_files(planned)
+    _prepare_folder(planned)
     opts = replace(options) if options is not None else Options()
+    if opts.disk is None:
+        opts.disk = disk_need(spec)
+    _stall_env(opts)
     opts.observer = observer if observer is not None else opts.observer
     if opts.total_steps is None:
         opts.total_steps = plan.steps.total_steps
@@ -867,6 +1027,46 @@ def _run_planned(
         opts.observer.stop()
     write_report(run_dir)
     return outcome
+
+
+def _prepare_folder(planned: PlannedRun) -> None:
+    """Free space checked, the plan's files written, the outcome's reserve made. A new run
+    folder that cannot take them is removed again (it holds nothing but lorakit's own files),
+    and the problem is one message (exit 3), not a traceback."""
+    from lorakit.run.disk import check_before, make_reserve
+
+    run_dir = planned.plan.run_dir
+    fresh = not any(run_dir.iterdir())
+    try:
+        check_before(run_dir, disk_need(planned.spec))
+        write_plan_files(planned)
+    except (EnvironmentProblem, OSError) as exc:
+        if fresh:
+            for name in [*planned.plan.files(), folder.SPEC_FILE]:
+                with contextlib.suppress(OSError):
+                    (run_dir / name).unlink()
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only when empty: never anything but our files
+        if isinstance(exc, EnvironmentProblem):
+            raise
+        raise EnvironmentProblem(
+            f"cannot write the run's files in {run_dir}: {exc.strerror or exc}", fix=DISK_FIX.replace(" RUN`", "`")
+        ) from None
+    make_reserve(run_dir)
+
+
+def disk_need(spec: Any) -> Need:
+    from lorakit.run.disk import need
+
+    return need(spec)
+
+
+def _stall_env(opts: Options) -> None:
+    """LORAKIT_STALL_FACTOR / LORAKIT_STALL_FLOOR_S: when a silent trainer counts as stalled."""
+    for var, attr in (("LORAKIT_STALL_FACTOR", "stall_factor"), ("LORAKIT_STALL_FLOOR_S", "stall_floor_s")):
+        with contextlib.suppress(ValueError):
+            if os.environ.get(var):
+                setattr(opts, attr, float(os.environ[var]))
 
 
 def write_report(run_dir: Path) -> None:

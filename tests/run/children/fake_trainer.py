@@ -10,6 +10,9 @@ matter) and is steered by environment variables:
 - FAKE_CHECKPOINT=1: write <output_dir>/<output_name>-000001.safetensors first;
 - FAKE_STATE=epoch:step: write <output_dir>/<output_name>-<epoch:06d>-state/train_state.json first;
 - FAKE_SAMPLE=1: write <output_dir>/sample/<output_name>_000001_00_20261123.png (as sd-scripts names them);
+- FAKE_FILL=bytes: before the LoRA, write that much into <output_dir>/<output_name>-fill.bin
+  (stopping quietly at a full disk); FAKE_FILL_STEP=bytes: add that much on each line of FAKE_SLEEP;
+- FAKE_HANG=seconds: before FAKE_SLEEP, print "hanging" and then nothing for that long (a stall);
 - FAKE_SLEEP=seconds: then sleep (a long training), printing a line each 0.1 s;
 - FAKE_IGNORE_INT=1: ignore SIGINT (so only a kill stops it);
 - FAKE_GRANDCHILD=path: start a grandchild (same process group) that writes its pid there and sleeps;
@@ -20,6 +23,7 @@ matter) and is steered by environment variables:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -109,18 +113,34 @@ def main() -> int:
     if env.get("FAKE_SAMPLE"):
         (out_dir / "sample").mkdir(parents=True, exist_ok=True)
         (out_dir / "sample" / f"{name}_000001_00_20261123.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    fill = out_dir / f"{name}-fill.bin"
+
+    def add_fill(n: int) -> None:
+        try:
+            with fill.open("ab") as fh:
+                for _ in range(0, n, 65536):
+                    fh.write(b"\1" * min(65536, n))
+                    fh.flush()
+        except OSError:
+            pass
+
+    if env.get("FAKE_FILL"):
+        add_fill(int(env["FAKE_FILL"]))
     if env.get("FAKE_LORA"):
         dim = int(env.get("FAKE_LORA_DIM") or flag(argv, "network_dim") or 4)
         alpha = str(float(flag(argv, "network_alpha") or 1))
         module = flag(argv, "network_module") or "networks.lora"
         write_lora(out_dir / f"{name}.safetensors", dim, alpha, module, "--network_train_unet_only" in argv)
+    if env.get("FAKE_HANG"):
+        os.write(1, b"hanging\n")
+        time.sleep(float(env["FAKE_HANG"]))
     if env.get("FAKE_SLEEP"):
         end = time.monotonic() + float(env["FAKE_SLEEP"])
         while time.monotonic() < end:
-            try:
+            if env.get("FAKE_FILL_STEP"):
+                add_fill(int(env["FAKE_FILL_STEP"]))
+            with contextlib.suppress(OSError):  # nobody reads any more (lorakit killed): it computes on
                 os.write(1, b"working\n")
-            except OSError:  # nobody reads any more (lorakit killed): a trainer computes on
-                pass
             time.sleep(0.1)
     if env.get("FAKE_RAISE"):
         raise RuntimeError(env["FAKE_RAISE"])
