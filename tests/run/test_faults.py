@@ -346,3 +346,61 @@ def test_stall_timeout_stops_the_trainer(tmp_path: Path) -> None:
     assert (out.status, out.exit_code) == ("failed", 1)
     assert out.diagnosis is not None and out.diagnosis.kind == "stall" and "--stall-timeout 1" in out.diagnosis.message
     assert not group_alive(result.events[0].pid)  # type: ignore[attr-defined]
+
+
+# -- 8. a queue file of the wrong shape -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ("[]", "found list"),
+        ("null", "found NoneType"),
+        ('{"jobs": {"a": 1}}', "'jobs' not a list"),
+        ('{"next_id": 2, "jobs": [{"id": "1"}]}', "job #1 is broken"),
+        ('{"jobs": [7]}', "job #1 is broken"),
+    ],
+)
+def test_queue_file_of_the_wrong_shape_is_named_not_a_traceback(lorakit, isolated_env, content: str, said: str) -> None:  # type: ignore[no-untyped-def]
+    from lorakit.run.queue import QUEUE_DIR, QUEUE_FILE
+
+    path = Path(isolated_env["LORAKIT_HOME"]) / QUEUE_DIR / QUEUE_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text(content, encoding="utf-8")
+    for args in (("queue", "list"), ("queue", "run", "--poll", "0.1")):
+        res = lorakit(*args)
+        assert res.code == 3, res.err
+        assert str(path) in res.err and said in res.err and "Traceback" not in res.err
+    assert path.read_text(encoding="utf-8") == content  # left as it was
+
+
+# -- 2. / 8. dataset prepare: workers die with their parent; a full disk is one message ---------------
+def test_prepare_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+    """The pool of `dataset prepare` (pool.executor): kill -9 of its parent leaves no worker."""
+    script = (
+        "import os, sys, time\n"
+        "from lorakit.dataset.pool import executor\n"
+        "ex = executor(2)\n"
+        "fs = [ex.submit(time.sleep, 60) for _ in range(2)]\n"
+        "time.sleep(0.5)\n"
+        "print(' '.join(str(p) for p in ex._processes), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert len(workers) == 2 and all(pid_alive(w) for w in workers)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    wait_for(lambda: not any(pid_alive(w) for w in workers), timeout=10, what="the workers to exit")
+    assert parent.stdout.read() == ""  # nobody holds the pipe any more: EOF at once
+
+
+def test_prepare_onto_a_full_disk_is_one_message(lorakit, tmp_path: Path, small_fs) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import EXAMPLE, tree_bytes
+
+    before = tree_bytes(EXAMPLE)
+    out = small_fs(96 * 2**10) / "prepared"
+    res = lorakit("dataset", "prepare", str(EXAMPLE), "--trigger", "zzc", "--class", "style", "--out", str(out))
+    assert res.code == 3, res.err + res.out
+    assert "No space left on device" in res.err and "Fix:" in res.err
+    assert "Traceback" not in res.err and "RemoteTraceback" not in res.err
+    assert tree_bytes(EXAMPLE) == before

@@ -68,6 +68,28 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
     except LorakitError as exc:
         err_console.print(f"[bold red]error:[/] {escape(exc.render())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        problem = disk_problem(exc)
+        if problem is None:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(problem.render())}", highlight=False, soft_wrap=True)
+        sys.exit(problem.exit_code)
+
+
+def disk_problem(exc: OSError) -> LorakitError | None:
+    """A full, over-quota or read-only disk under any command: one message, exit 3."""
+    import errno
+
+    from lorakit.errors import EnvironmentProblem
+
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return None
+    where = f" {exc.filename}" if exc.filename else ""
+    return EnvironmentProblem(
+        f"cannot write{where}: {exc.strerror or exc}",
+        fix="free space on that disk (or make it writable) and run the command again; "
+        "sources are never touched",
+    )
 
 
 def main() -> None:

@@ -138,8 +138,27 @@ class QueueStore:
                 f"the queue file {self.path} is unreadable ({exc})",
                 fix="move it away to start an empty queue (it is JSON: the jobs can be read from it by hand)",
             ) from exc
-        jobs = [Job.from_dict(j) for j in raw.get("jobs", []) if isinstance(j, dict)]
-        return QueueData(jobs, int(raw.get("next_id", len(jobs) + 1)))
+        fix = "move it away to start an empty queue (it is JSON: the jobs can be read from it by hand)"
+        if not isinstance(raw, dict) or not isinstance(raw.get("jobs", []), list):
+            what = type(raw).__name__ if not isinstance(raw, dict) else "'jobs' not a list"
+            raise EnvironmentProblem(
+                f"the queue file {self.path} is not a lorakit queue (a JSON object with a list of jobs; found {what})",
+                fix=fix,
+            )
+        jobs: list[Job] = []
+        for i, j in enumerate(raw.get("jobs", [])):
+            try:
+                if not isinstance(j, dict):
+                    raise TypeError(f"a {type(j).__name__}, not an object")
+                jobs.append(Job.from_dict(j))
+            except (TypeError, ValueError) as exc:
+                msg = f"the queue file {self.path}: job #{i + 1} is broken ({exc})"
+                raise EnvironmentProblem(msg, fix=fix) from None
+        try:
+            next_id = int(raw.get("next_id", len(jobs) + 1))
+        except (TypeError, ValueError):
+            next_id = max((int(j.id) for j in jobs if str(j.id).isdigit()), default=0) + 1
+        return QueueData(jobs, next_id)
 
     def save(self, data: QueueData) -> None:
         from lorakit.run.folder import atomic_write_json
