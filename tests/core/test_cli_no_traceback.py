@@ -5,6 +5,7 @@ synth-model with a trainer Python lacking a package, and train without a GPU."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -78,3 +79,20 @@ def test_train_without_a_gpu_exits_3_before_any_trainer(lorakit, isolated_env, t
 
 if os.name != "posix":  # pragma: no cover
     pytestmark = pytest.mark.skip("shebang stand-ins")
+
+
+def test_an_internal_error_is_one_message_and_a_file(tmp_path: Path) -> None:
+    # the H200 smoke met an ImportError inside `lorakit resume` that printed a raw traceback
+    code = (
+        "from lorakit.cli.main import run_guarded\n"
+        "def boom():\n    raise ValueError('unexpected shape')\n"
+        "run_guarded(boom)\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    env.pop("LORAKIT_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "internal error (ValueError: unexpected shape)" in proc.stderr
+    (crash,) = tmp_path.glob("lorakit-crash-*.txt")
+    assert "Traceback (most recent call last)" in crash.read_text() and str(crash) in proc.stderr.replace("\n", "")

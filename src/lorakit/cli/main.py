@@ -62,7 +62,13 @@ def _root(
 
 
 def run_guarded(fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; a LorakitError becomes one message on stderr and its exit code."""
+    """Run ``fn``; a LorakitError becomes one message on stderr and its exit code; anything
+    unexpected becomes one message naming a file that holds the traceback (LORAKIT_DEBUG=1:
+    the traceback itself)."""
+    import os
+
+    if os.environ.get("LORAKIT_DEBUG"):
+        return fn()
     try:
         return fn()
     except LorakitError as exc:
@@ -74,6 +80,37 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
             raise
         err_console.print(f"[bold red]error:[/] {escape(problem.render())}", highlight=False, soft_wrap=True)
         sys.exit(problem.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]", highlight=False)
+        sys.exit(130)
+    except Exception as exc:  # a bug in lorakit: one message, the traceback kept in a file
+        where = _save_crash(exc)
+        err_console.print(
+            f"[bold red]error:[/] lorakit hit an internal error ({escape(type(exc).__name__)}: {escape(str(exc))}). "
+            f"This is a bug in lorakit, not in your files; the details are in {escape(where)} "
+            "(attach it to a bug report).",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
+
+
+def _save_crash(exc: BaseException) -> str:
+    """Write the traceback to a file the user can attach; its path (or why there is none)."""
+    import os
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    argv = " ".join(sys.argv)
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"lorakit-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"lorakit {__version__}\nargv: {argv}\n\n{text}")
+        return path
+    except OSError:
+        return "(no file could be written; run again with LORAKIT_DEBUG=1 to see it)"
 
 
 def disk_problem(exc: OSError) -> LorakitError | None:
