@@ -55,12 +55,12 @@ def note(msg: str) -> None:
     print(f"[smoke {time.time() - T0:5.0f}s] {msg}", flush=True)
 
 
-def user_env() -> dict[str, str]:
+def user_env(home: str = "home") -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         LORAKIT_SD_SCRIPTS=str(SD),
         LORAKIT_PYTHON=sys.executable,
-        LORAKIT_HOME=str(BASE / "home"),
+        LORAKIT_HOME=str(BASE / home),
         PYTHONUNBUFFERED="1",
         COLUMNS="160",
     )
@@ -94,8 +94,12 @@ def row(step: str, ok: bool, **figures: Any) -> dict[str, Any]:
     return r
 
 
+_SAVE = threading.Lock()
+
+
 def save() -> None:
-    (OUT / "smoke.json").write_text(json.dumps({"steps": ROWS}, indent=1, default=str), encoding="utf-8")
+    with _SAVE:
+        (OUT / "smoke.json").write_text(json.dumps({"steps": ROWS}, indent=1, default=str), encoding="utf-8")
 
 
 def guarded(step: str, fn: Callable[[], None]) -> None:
@@ -120,6 +124,32 @@ def nvml_state() -> dict[str, Any]:
         return {"used_gib": round(mem.used / 2**30, 2), "pids": procs}
     finally:
         pynvml.nvmlShutdown()
+
+
+def tree_gpu(root: int) -> dict[int, int]:
+    """{pid: GPU bytes} of the GPU processes in ``root``'s process tree (NVML per process)."""
+    import measure
+
+    nv = measure.Nvml(0)
+    procs = nv.processes()
+    pids = measure.tree_pids(root, measure._ppid_map())
+    return {p: v for p, v in procs.items() if p in pids}
+
+
+def gpu_pids() -> dict[int, int]:
+    import measure
+
+    return measure.Nvml(0).processes()
+
+
+def copy_run_logs(run: Path | None, tag: str) -> None:
+    """The run's train.log / events.jsonl / state.json into the smoke's logs (they are small)."""
+    if run is None:
+        return
+    for name in ("train.log", "events.jsonl", "state.json", "command.txt"):
+        f = run / name
+        if f.is_file():
+            shutil.copy2(f, LOGS / f"{tag}.{name}")
 
 
 def alive(pid: int) -> bool:
@@ -343,6 +373,7 @@ def step_train_interrupt() -> None:
         proc.kill()
     rc = proc.wait()
     run = one_run(RUNS1)
+    copy_run_logs(run, "interrupt")
     STATE["run"], STATE["hashes"] = run, hashes
     files = sorted(p.name for p in run.glob("*.safetensors")) if run else []
     ok = rc == 130 and sent is not None and any("step00000020" in f for f in files)
@@ -364,10 +395,20 @@ def step_resume() -> None:
     evs = events(run)
     progress = [e["step"] for e in evs if e.get("type") == "progress"]
     fin = [e for e in evs if e.get("type") == "finished"]
-    want = [f"comic-style-step{n:08d}.safetensors" for n in (10, 20, 30, 40)] + ["comic-style.safetensors"]
+    # a checkpoint every 10 steps and (the preset's) every epoch of 10 steps but the last, then the LoRA
+    want = [f"comic-style-step{n:08d}.safetensors" for n in (10, 20, 30, 40)]
+    want += [f"comic-style-{e:06d}.safetensors" for e in (1, 2, 3)] + ["comic-style.safetensors"]
     changed = sorted(k for k, v in first.items() if final.get(k) != v)
     warnings = [e.get("code") for e in evs if e.get("type") == "warning"]
     report = sorted(p.name for p in run.glob("report*"))
+    copy_run_logs(run, "resumed")
+    tb_files = sorted(str(p.relative_to(run)) for p in run.glob("logs/*/*/events.out.tfevents.*"))
+    show = lk("runs_show_resumed", "runs", "show", str(run), "--json", timeout=60)
+    try:
+        shown = json.loads(show.stdout)
+    except ValueError:
+        shown = {}
+    loss = shown.get("loss") if isinstance(shown, dict) else None
     ok = (
         p.returncode == 0
         and no_traceback(p)
@@ -378,12 +419,15 @@ def step_resume() -> None:
         and fin[-1].get("status") == "done"
         and "resume_restarted" not in warnings
         and bool(report)
+        and len(tb_files) == 2
+        and bool(loss)
     )
     STATE["lora"] = run / "comic-style.safetensors"
     row("resume → 40 steps, checkpoints once", ok, rc=p.returncode, seconds=round(time.time() - t, 1),
         files=sorted(final), changed_after_first_hash=changed, last_step=max(progress, default=0),
         resumed_at=next((b for a, b in itertools.pairwise(progress) if b <= a), None),
-        finished=fin[-1] if fin else None, warnings=warnings, report=report)  # fmt: skip
+        finished=fin[-1] if fin else None, warnings=warnings, report=report, tensorboard_files=tb_files,
+        runs_show_loss=loss)  # fmt: skip
 
 
 def step_loader() -> None:
@@ -400,7 +444,6 @@ def step_loader() -> None:
 # -- kill -9 -----------------------------------------------------------------------------------
 def step_kill9() -> None:
     runs = WORK / "runs-kill"
-    base = nvml_state()
     argv = ["lorakit", "train", "--preset", "comic-style", "--data", str(DATA), *sdxl_sets(),
             "--set", "training.max_steps=2000", "--set", f"output.folder={runs}", "--quiet"]  # fmt: skip
     log = open(LOGS / "train_kill9.log", "w", encoding="utf-8")  # noqa: SIM115
@@ -408,46 +451,45 @@ def step_kill9() -> None:
     log.flush()
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=user_env(), cwd=WORK)
     t = time.time()
-    on_gpu: list[int] = []
-    while time.time() - t < 150 and proc.poll() is None:
-        st = nvml_state()
-        on_gpu = [p for p in st["pids"] if p not in base["pids"]]
-        if on_gpu and st["used_gib"] - base["used_gib"] > 2:
+    mine: dict[int, int] = {}
+    while time.time() - t < 180 and proc.poll() is None:
+        mine = tree_gpu(proc.pid)
+        if sum(mine.values()) > 4 * 2**30:  # the trainer holds its model on the GPU
             break
         time.sleep(0.5)
-    used_before_kill = nvml_state()["used_gib"]
     run = one_run(runs)
     trainer_pid = None
     if run is not None and (run / "state.json").is_file():
         trainer_pid = json.loads((run / "state.json").read_text()).get("pid")
+    held_gib = round(sum(mine.values()) / 2**30, 2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = time.time()
     back = None
     while time.time() - killed_at < 60:
-        st = nvml_state()
-        gone = not [p for p in on_gpu if alive(p)] and not (trainer_pid and alive(int(trainer_pid)))
-        if gone and not [p for p in st["pids"] if p not in base["pids"]]:
+        on_gpu = gpu_pids()
+        left = [p for p in mine if alive(p) or p in on_gpu]
+        if not left and not (trainer_pid and alive(int(trainer_pid))):
             back = round(time.time() - killed_at, 1)
             break
         time.sleep(0.5)
-    after = nvml_state()
+    time.sleep(1.0)
+    copy_run_logs(run, "kill9")
     show = lk("runs_show_killed", "runs", "show", str(run), timeout=60) if run else None
     status_text = (show.stdout if show else "").lower()
     again = lk("resume_killed", "resume", str(run), "--quiet", timeout=60) if run else None
     ok = (
-        bool(on_gpu)
+        bool(mine)
         and back is not None
-        and after["used_gib"] <= base["used_gib"] + 1.0
         and "lost" in status_text
         and again is not None
         and again.returncode != 0
         and no_traceback(again)
     )
-    row("kill -9 of lorakit train", ok, trainer_pids_on_gpu=on_gpu, trainer_pid=trainer_pid,
-        used_gib_before=base["used_gib"], used_gib_training=used_before_kill, used_gib_after=after["used_gib"],
-        gpu_free_after_s=back, runs_show_says_lost="lost" in status_text,
-        resume_rc=None if again is None else again.returncode)  # fmt: skip
+    row("kill -9 of lorakit train", ok, trainer_gpu_pids=sorted(mine), trainer_pid=trainer_pid,
+        trainer_gpu_gib_at_kill=held_gib, trainer_gone_and_gpu_memory_freed_after_s=back,
+        runs_show_says_lost="lost" in status_text, resume_rc=None if again is None else again.returncode,
+        resume_says=(again.stderr.strip().splitlines() or [""])[-1][:200] if again else None)  # fmt: skip
 
 
 # -- bench and the other families ----------------------------------------------------------------
@@ -463,16 +505,35 @@ def step_bench() -> None:
 
 
 def short_train(step: str, preset: str, sets: list[str], runs: Path, steps: int, timeout: float) -> None:
+    """A few steps under a second lorakit home (its own GPU lock: a second user's training on the
+    same card, so it runs beside the resume/kill steps); its peak is the NVML memory of its own
+    process tree, which other jobs on the card do not change."""
+    argv = ["lorakit", "train", "--preset", preset, "--data", str(DATA), *sets,
+            "--set", f"training.max_steps={steps}", "--set", f"output.folder={runs}", "--quiet"]  # fmt: skip
+    tag = step.replace(" ", "_")
+    log = open(LOGS / f"{tag}.log", "w", encoding="utf-8")  # noqa: SIM115
+    log.write(f"$ {shlex.join(argv)}\n")
+    log.flush()
     t = time.time()
-    p = lk(step.replace(" ", "_"), "train", "--preset", preset, "--data", str(DATA), *sets,
-           "--set", f"training.max_steps={steps}", "--set", f"output.folder={runs}", "--quiet", timeout=timeout)  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=user_env("home-b"), cwd=WORK)
+    peak = 0
+    while proc.poll() is None and time.time() - t < timeout:
+        peak = max(peak, sum(tree_gpu(proc.pid).values()))
+        time.sleep(0.25)
+    if proc.poll() is None:
+        proc.kill()
+    rc = proc.wait()
+    log.close()
+    out = (LOGS / f"{tag}.log").read_text(encoding="utf-8", errors="replace")
     run = one_run(runs)
+    copy_run_logs(run, tag)
     fin = [e for e in events(run) if e.get("type") == "finished"] if run else []
-    peak = fin[-1].get("peak_vram_gib") if fin else None
     est = ESTIMATES.get(preset)
-    ok = p.returncode == 0 and bool(fin) and fin[-1].get("status") == "done" and no_traceback(p)
-    row(step, ok, rc=p.returncode, seconds=round(time.time() - t, 1), peak_gib=peak, estimate_gib=est,
-        error_pct=None if not (peak and est) else round(100 * (est - peak) / peak, 1),
+    peak_gib = round(peak / 2**30, 2) if peak else None
+    ok = rc == 0 and bool(fin) and fin[-1].get("status") == "done" and "Traceback (most recent" not in out
+    row(step, ok, rc=rc, seconds=round(time.time() - t, 1), peak_gib=peak_gib, estimate_gib=est,
+        error_pct=None if not (peak_gib and est) else round(100 * (est - peak_gib) / peak_gib, 1),
+        lorakit_peak_gib=fin[-1].get("peak_vram_gib") if fin else None,
         lora=None if not fin else fin[-1].get("lora"))  # fmt: skip
 
 
@@ -503,16 +564,31 @@ def main() -> int:
         ("synth-model sdxl", step_synth),
         ("dataset prepare", step_prepare),
         ("vram-check", step_vram),
-        ("train comic-style, SIGINT after step 20", step_train_interrupt),
-        ("resume", step_resume),
-        ("kill -9 of lorakit train", step_kill9),
-        ("LoRA loads with sd-scripts' loader", step_loader),
-        ("bench comic-style", step_bench),
-        ("train style-locon", step_locon),
-        ("train sd35-large", step_sd35),
     ):
         note(f"step {name}")
         guarded(name, fn)
+    # a second user's short trainings (own lorakit home, own lock) beside the resume/kill steps;
+    # their peaks are per process tree, so the neighbours do not change them
+    side = threading.Thread(
+        target=lambda: [guarded(n, f) for n, f in (("train style-locon", step_locon), ("train sd35-large", step_sd35))],
+        daemon=True,
+    )
+    side.start()
+    loader: threading.Thread | None = None
+    for name, fn in (
+        ("train comic-style, SIGINT after step 20", step_train_interrupt),
+        ("resume", step_resume),
+    ):
+        note(f"step {name}")
+        guarded(name, fn)
+    loader = threading.Thread(target=guarded, args=("LoRA loads with sd-scripts' loader", step_loader), daemon=True)
+    loader.start()  # on the CPU, beside the next steps
+    note("step kill -9")
+    guarded("kill -9 of lorakit train", step_kill9)
+    side.join(timeout=max(1.0, DEADLINE + 30 - (time.time() - T0)))
+    loader.join(timeout=120)
+    note("step bench (alone on the card)")
+    guarded("bench comic-style", step_bench)
     for p in _bg.values():
         if p.poll() is None:
             p.kill()
