@@ -209,7 +209,9 @@ def step_doctor() -> None:
     gpu = ""
     try:
         data = json.loads(p.stdout)
-        gpu = json.dumps(data.get("gpus") or data.get("gpu") or "")[:200]
+        gpu = json.dumps([c.get("detail") for c in data.get("checks", []) if "gpu" in str(c.get("name", "")).lower()])[
+            :200
+        ]
     except ValueError:
         pass
     row("doctor", p.returncode == 0 and no_traceback(p), rc=p.returncode, gpus=gpu)
