@@ -124,8 +124,7 @@ def disk_problem(exc: OSError) -> LorakitError | None:
     where = f" {exc.filename}" if exc.filename else ""
     return EnvironmentProblem(
         f"cannot write{where}: {exc.strerror or exc}",
-        fix="free space on that disk (or make it writable) and run the command again; "
-        "sources are never touched",
+        fix="free space on that disk (or make it writable) and run the command again; sources are never touched",
     )
 
 

@@ -294,7 +294,8 @@ def show_cmd(
         console.print(f"finished: {fin['status']} (exit {fin['exit_code']}) after {took}")
     for key, label in (("checkpoints", "checkpoint"), ("states", "state"), ("samples", "sample")):
         for path in info[key]:
-            console.print(f"{label}: {path}")
+            gone = "" if Path(path).exists() else "  (missing: the trainer announced it but the file is not there)"
+            console.print(f"{label}: {path}{gone}")
     if st.get("lora") and st.get("status") == "done":
         console.print(f"LoRA: {st['lora']}")
     for dest in st.get("copies") or []:
