@@ -75,6 +75,10 @@ def test_train_without_a_gpu_exits_3_before_any_trainer(lorakit, isolated_env, t
     # a dry run still plans without a GPU
     res = lorakit("train", *args, "--dry-run")
     assert res.code == 0, res.err
+    # bench trains too: same refusal
+    res = lorakit("bench", *args, "--steps", "3")
+    assert res.code == 3 and "no usable NVIDIA GPU" in res.err and "Traceback" not in res.err, res.err
+    assert not marker.exists()
 
 
 if os.name != "posix":  # pragma: no cover

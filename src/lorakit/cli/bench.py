@@ -67,6 +67,9 @@ def bench(
     req = PlanRequest(preset, config, tuple(sets), data)
     spec = resolve_spec(req)[0].spec  # config errors first (exit 2), then the environment (exit 3)
     trainer = require_trainer(sd_scripts)
+    from lorakit.gpu.guard import require_gpu
+
+    require_gpu((spec.training.gpus or [0])[0])  # no GPU: exit 3 before a trainer starts
     if data is None:
         size = max(spec.training.size)
         folder = make_noise_dataset(Path(tempfile.mkdtemp(prefix="lorakit-bench-data-")), images, size)

@@ -268,7 +268,11 @@ def show_cmd(
     if info["status"] == "running" and isinstance(st.get("stalled_since"), int | float):
         console.print(f"[yellow]stalled:[/] no output from the trainer for {time.time() - st['stalled_since']:.0f} s")
     if info["lost"]:
-        fix = f"lorakit resume {info['run']}" if st.get("save_state") else "start it again with `lorakit train`"
+        fix = (
+            shlex.join(["lorakit", "resume", str(info["run"])])
+            if st.get("save_state")
+            else "start it again with `lorakit train`"
+        )
         console.print(f"[red]{info['lost']}[/]\n  fix: {fix}")
     if info["dataset"]:
         d = info["dataset"]

@@ -19,6 +19,7 @@ import codecs
 import contextlib
 import os
 import queue
+import shlex
 import signal
 import subprocess
 import sys
@@ -1079,7 +1080,7 @@ def write_report(run_dir: Path) -> None:
     except Exception as exc:  # the LoRA is done; the report is a convenience
         with EventLog(run_dir / EVENTS_FILE) as log:
             log.append(WarningEvent(code="report_failed", message=f"report not written: {exc}",
-                                    fix=f"lorakit report {run_dir}"))  # fmt: skip
+                                    fix=shlex.join(["lorakit", "report", str(run_dir)])))  # fmt: skip
 
 
 def plan_new_run(req: PlanRequest, trainer: Trainer, *, now: Any = None) -> PlannedRun:
