@@ -400,7 +400,11 @@ def step_resume() -> None:
     # a checkpoint every 10 steps and (the preset's) every epoch of 10 steps but the last, then the LoRA
     want = [f"comic-style-step{n:08d}.safetensors" for n in (10, 20, 30, 40)]
     want += [f"comic-style-{e:06d}.safetensors" for e in (1, 2, 3)] + ["comic-style.safetensors"]
-    changed = sorted(k for k, v in first.items() if final.get(k) != v)
+    # a file first seen under the resumed launch's own name is renamed to the run's name when
+    # complete: its bytes must then be found under the new name
+    changed = sorted(k for k, v in first.items() if k in final and final[k] != v)
+    lost = sorted(k for k, v in first.items() if k not in final and v not in final.values())
+    renamed = sorted(k for k in first if k not in final)
     warnings = [e.get("code") for e in evs if e.get("type") == "warning"]
     report = sorted(p.name for p in run.glob("report*"))
     copy_run_logs(run, "resumed")
@@ -416,6 +420,7 @@ def step_resume() -> None:
         and no_traceback(p)
         and sorted(final) == sorted(want)
         and not changed
+        and not lost
         and max(progress, default=0) == 40
         and bool(fin)
         and fin[-1].get("status") == "done"
@@ -426,7 +431,7 @@ def step_resume() -> None:
     )
     STATE["lora"] = run / "comic-style.safetensors"
     row("resume → 40 steps, checkpoints once", ok, rc=p.returncode, seconds=round(time.time() - t, 1),
-        files=sorted(final), changed_after_first_hash=changed, last_step=max(progress, default=0),
+        files=sorted(final), changed_after_first_hash=changed, lost=lost, seen_then_renamed=renamed, last_step=max(progress, default=0),
         resumed_at=next((b for a, b in itertools.pairwise(progress) if b <= a), None),
         finished=fin[-1] if fin else None, warnings=warnings, report=report, tensorboard_files=tb_files,
         runs_show_loss=loss)  # fmt: skip

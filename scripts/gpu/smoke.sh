@@ -73,7 +73,7 @@ if command -v git >/dev/null; then
 fi
 
 # 4. the steps
-$PY "$TREE/scripts/gpu/smoke.py" "$OUT"
+timeout --signal=TERM "${LK_SMOKE_TIMEOUT:-580}" $PY "$TREE/scripts/gpu/smoke.py" "$OUT"
 rc=$?
 note "smoke.py rc=$rc"
 
