@@ -445,7 +445,8 @@ def step_loader() -> None:
         row("LoRA loads with sd-scripts' loader", False, skipped="no LoRA")
         return
     r = e2e.verify_lora("sdxl", "networks.lora", SDXL_DIR / "sdxl_synth.safetensors", lora, LOGS / "loader.log")
-    row("LoRA loads with sd-scripts' loader", bool(r.get("ok")), **r)
+    ok = bool(r.pop("ok", False))
+    row("LoRA loads with sd-scripts' loader", ok, **r)
 
 
 # -- kill -9 -----------------------------------------------------------------------------------
