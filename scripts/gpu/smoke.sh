@@ -72,7 +72,9 @@ if command -v git >/dev/null; then
       && git rev-parse HEAD:src) ; rm -rf "$tmp"
 fi
 
-# 4. the steps
+# 4. the steps, from a clean slate: a warm machine keeps /tmp between calls, and a run folder or
+#    model left by the previous call would be taken for this call's (seen on 2026-12-02)
+rm -rf "$LK_BASE"
 timeout --signal=TERM "${LK_SMOKE_TIMEOUT:-580}" $PY "$TREE/scripts/gpu/smoke.py" "$OUT"
 rc=$?
 note "smoke.py rc=$rc"

@@ -187,3 +187,47 @@ def test_dataset_summary_written_once(run_dir: Path) -> None:
     replay(run_dir, "sdxl_success_80col.log", lora="1")
     summaries = [e for e in read_events(run_dir) if isinstance(e, DatasetSummary)]
     assert len(summaries) == 1 and summaries[0].total_steps == 8
+
+
+def test_real_resume_with_skip_until_initial_step(run_dir: Path, tmp_path: Path) -> None:
+    """The resumed launch of the H200 smoke (2026-12-02): a 40-step run, 10 steps an epoch, resumed
+    from its step-20 state with `--skip_until_initial_step --initial_step=20` and the launch's own
+    output name. sd-scripts skipped two epochs and restarted its counter at 0 (its files say
+    step 10 and 20 for run steps 30 and 40: sd-scripts#1406); lorakit must read it as steps 21..40,
+    rename each file to the run's name once complete, and leave the earlier files alone."""
+    text = fixture_log("sdxl_resume_skip.log").read_text(encoding="utf-8")
+    log = tmp_path / "resume.log"
+    log.write_text(text.replace("<RUN>", str(run_dir)), encoding="utf-8")
+    earlier = {}
+    for name in ("comic-style-step00000010", "comic-style-step00000020", "comic-style-000001", "comic-style-000002"):
+        (run_dir / f"{name}.safetensors").write_bytes(name.encode())
+        earlier[name] = name.encode()
+    # what the trainer writes while it prints the lines (the replay only prints)
+    for name in ("step00000010", "000003", "step00000020"):
+        (run_dir / f"comic-style-resume1-{name}.safetensors").write_bytes(f"launch2 {name}".encode())
+    (run_dir / "comic-style-resume1.safetensors").write_bytes(b"launch2 final")
+    state = SavedState(run_dir / "comic-style-000002-state", epoch=2, step=20, file_step=20)
+    check = ResumeCheck(
+        state, 40, 10, run_dir=run_dir, output_name="comic-style", launch_name="comic-style-resume1"
+    )
+    child = fake_child(run_dir, name="comic-style-resume1", replay=str(log))
+    result = supervise(child, run_dir, Options(gpu_index=None, total_steps=40, transform=check))
+    tail = check.release(complete=result.returncode == 0)
+    assert result.returncode == 0 and check.ok is True and check.problems == []
+    events = [*read_events(run_dir), *tail]
+    assert [(p.step, p.total) for p in events if isinstance(p, Progress)][-1] == (40, 40)
+    assert sorted({p.step for p in events if isinstance(p, Progress)}) == list(range(21, 41))
+    assert [(Path(c.path).name, c.step) for c in events if isinstance(c, Checkpoint)] == [
+        ("comic-style-step00000030.safetensors", 30),
+        ("comic-style-000003.safetensors", 30),
+        ("comic-style-step00000040.safetensors", 40),
+        ("comic-style.safetensors", 40),
+    ]
+    states = [(Path(s.path).name, s.step) for s in events if isinstance(s, StateSaved)]
+    assert states[0] == ("comic-style-resume1-step00000010-state", 30)  # the trainer wrote 'step 10'
+    assert not [e for e in events if isinstance(e, WarningEvent) and e.code in ("resume_restarted", "past_plan")]
+    for name, data in earlier.items():
+        assert (run_dir / f"{name}.safetensors").read_bytes() == data
+    assert (run_dir / "comic-style-step00000030.safetensors").read_bytes() == b"launch2 step00000010"
+    assert (run_dir / "comic-style.safetensors").read_bytes() == b"launch2 final"
+    assert not list(run_dir.glob("comic-style-resume1*.safetensors"))
