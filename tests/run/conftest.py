@@ -44,3 +44,27 @@ def run_dir(tmp_path: Path) -> Path:
     d = tmp_path / "runs" / "lora-20261123-120000"
     d.mkdir(parents=True)
     return d
+
+
+def stand_in_trainer_env(env: dict[str, str], tmp_path: Path, script: Path) -> dict[str, str]:
+    """An sd-scripts-shaped folder and a 'python' that runs ``script`` (a stand-in trainer that
+    reads the argv exactly as lorakit builds it), set in ``env`` as LORAKIT_SD_SCRIPTS /
+    LORAKIT_PYTHON; FAKE_CKPT names a placeholder base model file."""
+    sd = tmp_path / "sd-scripts"
+    (sd / "library").mkdir(parents=True)
+    for name in ("train_network.py", "sdxl_train_network.py", "sd3_train_network.py"):
+        (sd / name).write_text("# stand-in\n", encoding="utf-8")
+    py = tmp_path / "bin" / "python"
+    py.parent.mkdir()
+    py.write_text(
+        f"#!{sys.executable}\nimport runpy, sys\nsys.argv[0] = {str(script)!r}\n"
+        f"runpy.run_path({str(script)!r}, run_name='__main__')\n",
+        encoding="utf-8",
+    )
+    py.chmod(0o755)
+    ckpt = tmp_path / "models" / "base.safetensors"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"not a real model")
+    env.update(LORAKIT_SD_SCRIPTS=str(sd), LORAKIT_PYTHON=str(py), FAKE_CKPT=str(ckpt))
+    return env
+

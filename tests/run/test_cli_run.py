@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from lorakit.run.events import Finished, Progress, Started, WarningEvent, read_events
 from tests.conftest import EXAMPLE, tree_bytes
-from tests.run.conftest import FAKE_TRAINER, fixture_log
+from tests.run.conftest import FAKE_TRAINER, fixture_log, stand_in_trainer_env
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the fake trainer Python is a shebang script")
 
@@ -20,23 +19,7 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="the fake trainer Pyt
 @pytest.fixture
 def trainer_env(isolated_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """An sd-scripts-shaped folder and a 'python' that is the fake trainer."""
-    sd = tmp_path / "sd-scripts"
-    (sd / "library").mkdir(parents=True)
-    for name in ("train_network.py", "sdxl_train_network.py", "sd3_train_network.py"):
-        (sd / name).write_text("# stand-in\n", encoding="utf-8")
-    py = tmp_path / "bin" / "python"
-    py.parent.mkdir()
-    py.write_text(
-        f"#!{sys.executable}\nimport runpy, sys\nsys.argv[0] = {str(FAKE_TRAINER)!r}\n"
-        f"runpy.run_path({str(FAKE_TRAINER)!r}, run_name='__main__')\n",
-        encoding="utf-8",
-    )
-    py.chmod(0o755)
-    ckpt = tmp_path / "models" / "base.safetensors"
-    ckpt.parent.mkdir()
-    ckpt.write_bytes(b"not a real model")
-    isolated_env.update(LORAKIT_SD_SCRIPTS=str(sd), LORAKIT_PYTHON=str(py), FAKE_CKPT=str(ckpt))
-    return isolated_env
+    return stand_in_trainer_env(isolated_env, tmp_path, FAKE_TRAINER)
 
 
 def train_args(env: dict[str, str], *extra: str) -> list[str]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from lorakit.run.events import Checkpoint, Finished, Progress, WarningEvent, read_events
 from tests.conftest import make_kohya_dataset
+from tests.run.conftest import stand_in_trainer_env
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the stand-in trainer Python is a shebang script")
 
@@ -24,24 +24,7 @@ COUNTING = Path(__file__).resolve().parent / "children" / "counting_trainer.py"
 
 @pytest.fixture
 def counting_env(isolated_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    sd = tmp_path / "sd-scripts"
-    (sd / "library").mkdir(parents=True)
-    for name in ("train_network.py", "sdxl_train_network.py", "sd3_train_network.py"):
-        (sd / name).write_text("# stand-in\n", encoding="utf-8")
-    py = tmp_path / "bin" / "python"
-    py.parent.mkdir()
-    # accelerate's launcher module comes first in argv; the stand-in reads only the flags
-    py.write_text(
-        f"#!{sys.executable}\nimport runpy, sys\nsys.argv[0] = {str(COUNTING)!r}\n"
-        f"runpy.run_path({str(COUNTING)!r}, run_name='__main__')\n",
-        encoding="utf-8",
-    )
-    py.chmod(0o755)
-    ckpt = tmp_path / "models" / "base.safetensors"
-    ckpt.parent.mkdir()
-    ckpt.write_bytes(b"not a real model")
-    isolated_env.update(LORAKIT_SD_SCRIPTS=str(sd), LORAKIT_PYTHON=str(py), FAKE_CKPT=str(ckpt))
-    return isolated_env
+    return stand_in_trainer_env(isolated_env, tmp_path, COUNTING)
 
 
 def digests(run: Path) -> dict[str, str]:
