@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from lorakit.kohya.logparse import LogParser
 from lorakit.run.events import Checkpoint, Finished, Progress, WarningEvent, read_events
+from lorakit.run.resume import ResumeCheck, SavedState, launch_name, trainer_step_offset
 from tests.conftest import make_kohya_dataset
 from tests.run.conftest import stand_in_trainer_env
 
@@ -137,3 +139,59 @@ def test_resume_that_would_overrun_is_refused(lorakit, counting_env: dict[str, s
     assert "would train past the planned total" in res.out + res.err
     assert "Traceback" not in res.out + res.err
     assert digests(run) == before
+
+
+def _loaded() -> LogParser:
+    parser = LogParser()
+    parser.loaded_state = (2, 20)  # the trainer printed 'load train state ...' for the state
+    return parser
+
+
+def _check(run: Path, launch: str = "lora-resume1") -> tuple[ResumeCheck, Path]:
+    state = SavedState(run / "lora-step00000020-state", epoch=2, step=20, file_step=20)
+    return ResumeCheck(state, 40, 10, run_dir=run, output_name="lora", launch_name=launch), run
+
+
+def test_a_name_taken_is_never_replaced(tmp_path: Path) -> None:
+    check, run = _check(tmp_path)
+    (run / "lora-step00000030.safetensors").write_bytes(b"finished earlier")
+    (run / "lora-resume1-step00000010.safetensors").write_bytes(b"this launch")
+    held = check(Checkpoint(t=1, path=str(run / "lora-resume1-step00000010.safetensors"), step=10), _loaded())
+    assert [e for e in held if isinstance(e, Checkpoint)] == []  # held until the save is complete
+    out = check(Progress(t=2, step=11, total=40), _loaded())
+    warn = [e for e in out if isinstance(e, WarningEvent)]
+    assert [w.code for w in warn] == ["kept_aside"] and "nothing was overwritten" in warn[0].message
+    assert (run / "lora-step00000030.safetensors").read_bytes() == b"finished earlier"
+    assert (run / "lora-resume1-step00000010.safetensors").read_bytes() == b"this launch"
+    (ckpt,) = [e for e in out if isinstance(e, Checkpoint)]
+    assert ckpt.path.endswith("lora-resume1-step00000010.safetensors") and ckpt.step == 30
+
+
+def test_a_file_held_when_the_trainer_failed_keeps_its_launch_name(tmp_path: Path) -> None:
+    check, run = _check(tmp_path)
+    (run / "lora-resume1-step00000010.safetensors").write_bytes(b"whole")
+    (run / "lora-resume1-step00000020.safetensors").write_bytes(b"half")
+    check(Checkpoint(t=1, path=str(run / "lora-resume1-step00000010.safetensors"), step=10), _loaded())
+    check(Checkpoint(t=2, path=str(run / "lora-resume1-step00000020.safetensors"), step=20), _loaded())
+    out = check.release(complete=False)  # the trainer exited with an error right after the second save
+    assert [Path(e.path).name for e in out if isinstance(e, Checkpoint)] == ["lora-step00000030.safetensors"]
+    assert [e.code for e in out if isinstance(e, WarningEvent)] == ["checkpoint_incomplete"]
+    assert (run / "lora-resume1-step00000020.safetensors").read_bytes() == b"half"
+    assert not (run / "lora-step00000040.safetensors").exists()
+
+
+def test_launch_names_never_reuse_a_prefix_on_disk(tmp_path: Path) -> None:
+    (tmp_path / "lora-resume1-step00000010.safetensors").write_bytes(b"x")  # left by a launch
+    assert launch_name(tmp_path, "lora", 2) == "lora-resume2"
+    assert launch_name(tmp_path, "lora", 3) == "lora-resume2"
+    (tmp_path / "lora-resume2.safetensors").write_bytes(b"x")
+    assert launch_name(tmp_path, "lora", 3) == "lora-resume3"
+
+
+@pytest.mark.parametrize(
+    ("state_step", "per_epoch", "offset"),
+    [(20, 40, 0), (20, 10, 20), (25, 10, 20), (9, 10, 0), (10, 10, 10), (4, None, 0)],
+)
+def test_trainer_step_offset(state_step: int, per_epoch: int | None, offset: int) -> None:
+    # sd-scripts 48d368fa: after skipping S // L epochs its global_step is S mod L
+    assert trainer_step_offset(state_step, per_epoch) == offset
