@@ -49,6 +49,14 @@ def the_run(cwd: Path) -> Path:
     return run
 
 
+def interrupted(lorakit, env: dict[str, str], tmp_path: Path, *, images: int, total: int, every: int, stop: int) -> Path:  # type: ignore[no-untyped-def]
+    """A run of `images` images × 1 repeat (one step each per epoch) stopped after `stop` steps."""
+    data = make_kohya_dataset(tmp_path / "data", {"1_lkstyle": images})
+    env.update(FAKE_STEPS_PER_EPOCH=str(images), FAKE_STOP_AFTER=str(stop))
+    assert start(lorakit, env, data, tmp_path, total=total, every=every).code != 0
+    return the_run(tmp_path)
+
+
 def progress(run: Path) -> list[int]:
     return [e.step for e in read_events(run) if isinstance(e, Progress)]
 
@@ -57,11 +65,7 @@ def test_resume_in_the_first_epoch_ends_at_the_plan_and_keeps_every_file(  # typ
     lorakit, counting_env: dict[str, str], tmp_path: Path
 ) -> None:
     # the smoke's shape: 40 steps in one epoch, a checkpoint + state every 10, stopped at 22
-    data = make_kohya_dataset(tmp_path / "data", {"1_lkstyle": 40})
-    counting_env.update(FAKE_STEPS_PER_EPOCH="40", FAKE_STOP_AFTER="22")
-    first = start(lorakit, counting_env, data, tmp_path, total=40, every=10)
-    assert first.code != 0, first.out
-    run = the_run(tmp_path)
+    run = interrupted(lorakit, counting_env, tmp_path, images=40, total=40, every=10, stop=22)
     before = digests(run)
     assert sorted(before) == ["comic-style-step00000010.safetensors", "comic-style-step00000020.safetensors"]
     counting_env.pop("FAKE_STOP_AFTER")
@@ -97,10 +101,7 @@ def test_chained_resume_across_epochs(lorakit, counting_env: dict[str, str], tmp
     # 4 steps an epoch, 12 in all, save every 4: the trainer's own counter falls behind after an
     # epoch skip (sd-scripts#1406), so without lorakit's renaming launch 2 would write its
     # step-8 weights over step 4 and launch 3 its step-12 weights over step 4 again
-    data = make_kohya_dataset(tmp_path / "data", {"1_lkstyle": 4})
-    counting_env.update(FAKE_STEPS_PER_EPOCH="4", FAKE_STOP_AFTER="6")
-    assert start(lorakit, counting_env, data, tmp_path, total=12, every=4).code != 0
-    run = the_run(tmp_path)
+    run = interrupted(lorakit, counting_env, tmp_path, images=4, total=12, every=4, stop=6)
     first = digests(run)
     assert sorted(first) == ["comic-style-step00000004.safetensors"]
 
@@ -129,10 +130,7 @@ def test_chained_resume_across_epochs(lorakit, counting_env: dict[str, str], tmp
 
 def test_resume_that_would_overrun_is_refused(lorakit, counting_env: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # 10 steps at 4 an epoch: past the first epoch, sd-scripts 48d368fa would train to step 12
-    data = make_kohya_dataset(tmp_path / "data", {"1_lkstyle": 4})
-    counting_env.update(FAKE_STEPS_PER_EPOCH="4", FAKE_STOP_AFTER="6")
-    assert start(lorakit, counting_env, data, tmp_path, total=10, every=4).code != 0
-    run = the_run(tmp_path)
+    run = interrupted(lorakit, counting_env, tmp_path, images=4, total=10, every=4, stop=6)
     before = digests(run)
     res = lorakit("resume", "last", "--quiet", cwd=tmp_path)
     assert res.code == 2, res.out + res.err
