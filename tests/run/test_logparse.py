@@ -161,6 +161,15 @@ def test_resume_log() -> None:
     ]
 
 
+def test_resume_with_initial_step_warns_nothing() -> None:
+    # the recorded resume log has sd-scripts' "steps from the state is ignored because initial_step is
+    # specified": lorakit passes --initial_step itself, so it is no warning for the user
+    text = fixture_log("sdxl_resume_skip.log").read_text(encoding="utf-8")
+    assert "steps from the state is ignored because initial_step is specified" in text
+    _, events = parse(fixture_log("sdxl_resume_skip.log"))
+    assert not of(events, WarningEvent)
+
+
 def test_nan_log() -> None:
     parser, events = parse(fixture_log("sdxl_nan.log"))
     progress = of(events, Progress)

@@ -83,7 +83,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # fixtures have machine paths replaced by <RUN>, <MODEL>, ...: their true length is unknown
 _PLACEHOLDER = re.compile(r"<[A-Z_]+>")
 # WARNING records every sd-scripts run prints that say nothing about this run
-BENIGN_WARNINGS = ("Failed to get git commit hash", "no regularization images")
+# sd-scripts' own notices that are expected, not the user's concern: lorakit's resume passes
+# --initial_step on purpose (run/resume.py), so "steps from the state is ignored" is by design
+BENIGN_WARNINGS = (
+    "Failed to get git commit hash",
+    "no regularization images",
+    "steps from the state is ignored because initial_step is specified",
+)
 _STATE_SAVE = re.compile(
     r"save train state to (?P<file>.+?train_state\.json) at epoch (?P<epoch>\d+) step (?P<step>\d+)"
 )
