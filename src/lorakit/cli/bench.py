@@ -14,6 +14,7 @@ import typer
 
 from lorakit.cli._console import console, err_console
 from lorakit.cli.options import ConfigOpt, DataOpt, JsonOpt, PresetOpt, SdScriptsOpt, SetOpt
+from lorakit.fs import atomic_write
 
 if TYPE_CHECKING:
     from lorakit.errors import EnvironmentProblem
@@ -85,9 +86,9 @@ def bench(
         overrides=list(overrides),
     )
     text = result.to_json()
-    (outcome.run_dir / "bench.json").write_text(text + "\n", encoding="utf-8")
+    atomic_write(outcome.run_dir / "bench.json", text + "\n")
     if out is not None:
-        out.write_text(text + "\n", encoding="utf-8")
+        atomic_write(out, text + "\n")
     err = outcome_error(outcome)
     if as_json:
         print(text)

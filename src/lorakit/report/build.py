@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from lorakit.errors import LorakitError
+from lorakit.fs import atomic_write
 from lorakit.report.summary import SOURCE_TENSORBOARD, RunSummary, StepScalars, summarize
 from lorakit.run.events import EVENTS_FILE, read_events
-from lorakit.run.folder import atomic_write_bytes, atomic_write_text, read_state
+from lorakit.run.folder import read_state
 
 REPORT_PNG = "report.png"
 REPORT_HTML = "report.html"
@@ -125,7 +126,7 @@ def write_samples_grid(paths: Sequence[Path], dest: Path) -> Path | None:
         return None
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
-    atomic_write_bytes(dest, buf.getvalue())
+    atomic_write(dest, buf.getvalue())
     return dest
 
 
@@ -189,7 +190,7 @@ def write_loss_plot(summary: RunSummary, dest: Path) -> Path | None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    atomic_write_bytes(dest, buf.getvalue())
+    atomic_write(dest, buf.getvalue())
     return dest
 
 
@@ -291,5 +292,5 @@ def build_report(run_dir: Path, *, now: float | None = None) -> ReportFiles:
         (run_dir / SAMPLES_PNG).unlink(missing_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
     text = render_html(summary, REPORT_PNG if png else None, SAMPLES_PNG if grid else None, stamp)
-    atomic_write_text(run_dir / REPORT_HTML, text)
+    atomic_write(run_dir / REPORT_HTML, text)
     return ReportFiles(run_dir / REPORT_HTML, png, grid, summary)

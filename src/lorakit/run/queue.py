@@ -31,6 +31,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from lorakit.errors import EXIT_INTERRUPTED, EXIT_OK, EnvironmentProblem, LorakitError
+from lorakit.fs import write_json
 from lorakit.run.lock import data_home, held_gpus
 from lorakit.run.placement import DEFAULT_MARGIN_GIB, Decision, GpuFacts, JobRequest, RunningJob, place
 
@@ -161,9 +162,8 @@ class QueueStore:
         return QueueData(jobs, next_id)
 
     def save(self, data: QueueData) -> None:
-        from lorakit.run.folder import atomic_write_json
 
-        atomic_write_json(self.path, data.to_json())
+        write_json(self.path, data.to_json())
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[QueueData]:

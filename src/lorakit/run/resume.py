@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorakit.errors import ConfigError
+from lorakit.fs import atomic_write, move_no_replace
 from lorakit.run.events import (
     Checkpoint,
     DatasetSummary,
@@ -251,12 +252,7 @@ class ResumeCheck:
                 ev = replace(ev, step=ev.step + start)  # the bar's count
             elif isinstance(ev, StateSaved) and ev.step is not None:
                 ev = replace(ev, step=ev.step + self.offset)  # train_state.json: the trainer's global_step
-        if (
-            isinstance(ev, Progress)
-            and self.planned_total
-            and ev.step > self.planned_total
-            and not self._warned_past
-        ):
+        if isinstance(ev, Progress) and self.planned_total and ev.step > self.planned_total and not self._warned_past:
             self._warned_past = True
             out.append(
                 WarningEvent(
@@ -303,7 +299,7 @@ class ResumeCheck:
             if dest == src:
                 out.append(ev)
                 continue
-            if _move_no_replace(src, dest):
+            if move_no_replace(src, dest):
                 self.renamed[str(src)] = str(dest)
                 out.append(replace(ev, path=str(dest)))
             else:
@@ -337,24 +333,6 @@ class ResumeCheck:
         return WarningEvent(
             t=ev.t, code="resume_restarted", message="RESUME DID NOT CONTINUE: " + message, fix=RESTART_FIX
         )
-
-
-def _move_no_replace(src: Path, dest: Path) -> bool:
-    """Rename ``src`` to ``dest`` unless ``dest`` exists (a hard link fails on an existing name;
-    where links are not supported, check then rename)."""
-    import os
-
-    try:
-        os.link(src, dest)
-    except FileExistsError:
-        return False
-    except OSError:
-        if dest.exists():
-            return False
-        os.replace(src, dest)
-        return True
-    src.unlink()
-    return True
 
 
 PATH_KEYS = (
@@ -398,7 +376,6 @@ def resume_request(run_dir: Path) -> PlanRequest:
     import yaml
 
     from lorakit.planning import PlanRequest
-    from lorakit.run.folder import atomic_write_text
 
     path = run_dir / SPEC_FILE
     if not path.is_file():
@@ -406,7 +383,7 @@ def resume_request(run_dir: Path) -> PlanRequest:
     spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     base = Path(str(read_state(run_dir).get("cwd") or Path.cwd()))
     resolved = run_dir / RESUME_SPEC
-    atomic_write_text(resolved, yaml.safe_dump(absolute_spec(spec, base), sort_keys=False))
+    atomic_write(resolved, yaml.safe_dump(absolute_spec(spec, base), sort_keys=False))
     return PlanRequest(config=resolved)
 
 
