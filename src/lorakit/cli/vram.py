@@ -192,12 +192,9 @@ _VERDICT_WORDS = {"fits": "[green]FITS[/]", "tight": "[yellow]TIGHT[/]", "does-n
 
 
 def _duration(seconds: float) -> str:
-    s = round(seconds)
-    if s >= 3600:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s}s"
+    from lorakit.fmt import duration
+
+    return duration(seconds)
 
 
 def _print_report(report: FitReport, want_fastest: bool) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lorakit.errors import LorakitError
+from lorakit.fmt import duration
 from lorakit.fs import atomic_write
 from lorakit.report.summary import SOURCE_TENSORBOARD, RunSummary, StepScalars, summarize
 from lorakit.run.events import EVENTS_FILE, read_events
@@ -195,12 +196,7 @@ def write_loss_plot(summary: RunSummary, dest: Path) -> Path | None:
 
 
 def _duration(s: float | None) -> str:
-    if s is None:
-        return "–"
-    total = round(s)
-    h, rem = divmod(total, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s"
+    return duration(s, precise=True, missing="–")
 
 
 def _f(value: float | None, fmt: str) -> str:
