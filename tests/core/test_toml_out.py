@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from lorakit.kohya.install import Trainer
 from lorakit.planning import PlanRequest, plan_run

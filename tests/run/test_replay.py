@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lorakit.run import folder
-from lorakit.run.events import (
+from lorakit.events import (
     Checkpoint,
     DatasetSummary,
     EpochStarted,
@@ -24,6 +23,7 @@ from lorakit.run.events import (
     WarningEvent,
     read_events,
 )
+from lorakit.run import folder
 from lorakit.run.finish import Expected
 from lorakit.run.resume import ResumeCheck, SavedState
 from lorakit.run.runner import Options, finish_run, supervise

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lorakit.events import Checkpoint, Finished, Progress, WarningEvent, read_events
 from lorakit.kohya.logparse import LogParser
-from lorakit.run.events import Checkpoint, Finished, Progress, WarningEvent, read_events
 from lorakit.run.resume import ResumeCheck, SavedState, launch_name, trainer_step_offset
 from tests.conftest import make_kohya_dataset
 from tests.run.conftest import stand_in_trainer_env

@@ -62,7 +62,7 @@ def bench(
     from lorakit.kohya.install import require_trainer
     from lorakit.planning import PlanRequest, resolve_spec
     from lorakit.run.live import make_view
-    from lorakit.run.runner import start_run
+    from lorakit.training import start_run
 
     sets = [*overrides, *bench_overrides(steps)]
     req = PlanRequest(preset, config, tuple(sets), data)
@@ -84,6 +84,7 @@ def bench(
         batch_size=_batch_size(outcome.run_dir),
         gpu=_gpu_name((spec.training.gpus or [0])[0]),
         overrides=list(overrides),
+        n_gpus=len(spec.training.gpus or [0]),
     )
     text = result.to_json()
     atomic_write(outcome.run_dir / "bench.json", text + "\n")
@@ -151,12 +152,12 @@ def synth_model(
     device: str | None = typer.Option(None, "--device", help="cuda or cpu (default: cuda if available)."),
     bpe: Path | None = typer.Option(None, "--bpe", help="CLIP bpe_simple_vocab_16e6.txt.gz (default: search)."),
 ) -> None:
-    import os
     import subprocess
 
     import lorakit
     from lorakit.errors import ConfigError
     from lorakit.kohya.install import require_trainer
+    from lorakit.proc import child_env
 
     families = ("sdxl", "sd3.5-medium", "sd3.5-large")
     if family not in families:
@@ -164,9 +165,8 @@ def synth_model(
     trainer = require_trainer(sd_scripts)
     argv = [trainer.python, "-m", "lorakit.synth.build", family, str(out), "--sd-scripts", str(trainer.sd_scripts)]
     argv += ["--seed", str(seed)] + (["--device", device] if device else []) + (["--bpe", str(bpe)] if bpe else [])
-    env = dict(os.environ)
     src = str(Path(lorakit.__file__).resolve().parent.parent)  # lorakit need not be installed there
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, str(trainer.sd_scripts), env.get("PYTHONPATH")) if p)
+    env = child_env(python=False, python_path=(src, str(trainer.sd_scripts)))
     created = not out.exists()
     # the child's stderr is kept: a failure becomes one message (its last exception line), not
     # a Python traceback on the user's terminal; on success it is passed on as it was

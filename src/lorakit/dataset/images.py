@@ -1,3 +1,4 @@
+# Over ~400 lines because: one module per image operation kind would scatter the shared decode/resize/encode helpers.
 """One image in, one training-ready image out: the per-image worker of inspect and prepare.
 
 Runs in worker processes, so everything here is picklable dataclasses and top-level functions;

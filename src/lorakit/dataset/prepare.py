@@ -1,3 +1,4 @@
+# Over ~400 lines because: the prepare pipeline (scan, plan, stage, swap); its steps share the staging state.
 """``lorakit dataset prepare``: a folder of raw images → a new, clean kohya dataset folder.
 
 The source folder is only read. The output is built in a staging folder next to OUT and renamed

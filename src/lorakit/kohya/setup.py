@@ -1,3 +1,4 @@
+# Over ~400 lines because: the whole sd-scripts install/doctor flow (plan, apply, record, probe).
 """Installing sd-scripts (`lorakit setup`) and checking an install (`lorakit doctor`).
 
 Plan and apply are split (the pip-tools pattern): :func:`observe_tree` looks at the

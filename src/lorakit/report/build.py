@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from lorakit.errors import LorakitError
+from lorakit.events import EVENTS_FILE, read_events
 from lorakit.fmt import duration
 from lorakit.fs import atomic_write
 from lorakit.report.summary import SOURCE_TENSORBOARD, RunSummary, StepScalars, summarize
-from lorakit.run.events import EVENTS_FILE, read_events
 from lorakit.run.folder import read_state
 
 REPORT_PNG = "report.png"
@@ -290,3 +290,18 @@ def build_report(run_dir: Path, *, now: float | None = None) -> ReportFiles:
     text = render_html(summary, REPORT_PNG if png else None, SAMPLES_PNG if grid else None, stamp)
     atomic_write(run_dir / REPORT_HTML, text)
     return ReportFiles(run_dir / REPORT_HTML, png, grid, summary)
+
+
+def write_report_or_warn(run_dir: Path) -> None:
+    """report.png / report.html (+ samples.png) from the run's events; a report that cannot be
+    drawn (matplotlib missing, say) is a ``report_failed`` warning event, never a failed training."""
+    import shlex
+
+    from lorakit.events import EventLog, WarningEvent
+
+    try:
+        build_report(run_dir)
+    except Exception as exc:  # the LoRA is done; the report is a convenience
+        with EventLog(run_dir / EVENTS_FILE) as log:
+            log.append(WarningEvent(code="report_failed", message=f"report not written: {exc}",
+                                    fix=shlex.join(["lorakit", "report", str(run_dir)])))  # fmt: skip

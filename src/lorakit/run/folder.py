@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from lorakit.errors import ConfigError
+from lorakit.events import EVENTS_FILE
 from lorakit.fs import atomic_write, json_text, write_json
-from lorakit.run.events import EVENTS_FILE
 
 SPEC_FILE = "spec.yaml"
 COMMAND_FILE = "command.txt"

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from lorakit.fmt import duration
-from lorakit.run.events import (
+from lorakit.events import (
     Checkpoint,
     EpochStarted,
     ErrorEvent,
@@ -28,6 +27,7 @@ from lorakit.run.events import (
     StateSaved,
     WarningEvent,
 )
+from lorakit.fmt import duration
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

@@ -1,3 +1,4 @@
+# Over ~400 lines because: the resume mapping (states, offsets, launch names, renaming) is one algorithm.
 """`lorakit resume RUN`: continue a run that saved its training state (``saving.save_state``).
 
 The run is re-planned from its own ``spec.yaml`` into the same folder (so argv is what it was)
@@ -28,8 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorakit.errors import ConfigError
-from lorakit.fs import atomic_write, move_no_replace
-from lorakit.run.events import (
+from lorakit.events import (
     Checkpoint,
     DatasetSummary,
     EpochStarted,
@@ -39,13 +39,14 @@ from lorakit.run.events import (
     WarningEvent,
     read_events,
 )
+from lorakit.fs import atomic_write, move_no_replace
 from lorakit.run.folder import SPEC_FILE, read_state, refuse_if_running
 
 if TYPE_CHECKING:
     from lorakit.kohya.install import Trainer
     from lorakit.kohya.logparse import LogParser
-    from lorakit.planning import PlanRequest
-    from lorakit.run.runner import Observer, RunOutcome
+    from lorakit.planning import PlannedRun, PlanRequest
+    from lorakit.run.runner import Options
 
 RESTART_FIX = (
     "the trainer did not continue from the saved state: check that the state folder holds "
@@ -390,15 +391,15 @@ def resume_request(run_dir: Path) -> PlanRequest:
 RESUME_SPEC = ".resume-spec.yaml"
 
 
-def resume_run(
+def prepare_resume(
     run_ref: str | Path,
     trainer: Trainer,
     *,
     runs_dir: Path = Path("runs"),
-    observer: Observer | None = None,
-) -> tuple[RunOutcome, ResumeCheck]:
-    """Relaunch a run from its last saved state, in its own folder; the outcome and the check
-    of whether the trainer really continued (``check.ok``; warnings are in events.jsonl).
+) -> tuple[PlannedRun, Options, list[str], ResumeCheck]:
+    """Plan the relaunch of a run from its last saved state, in its own folder: the plan, the
+    runner options, the extra argv and the check of whether the trainer really continued
+    (``lorakit.training.resume_run`` runs it).
 
     The launch gets ``--resume=STATE --skip_until_initial_step --initial_step=S`` (S: the run's
     own step at the state, so a chained resume continues from the right step even though
@@ -407,7 +408,7 @@ def resume_run(
     complete, never over an existing one."""
     from lorakit.planning import plan_run
     from lorakit.run.folder import find_run, update_state
-    from lorakit.run.runner import ChildResult, Options, run_planned
+    from lorakit.run.runner import ChildResult, Options
 
     run_dir = find_run(str(run_ref), runs_dir).absolute()
     state = last_state(run_dir)
@@ -455,6 +456,11 @@ def resume_run(
 
     opts = Options(resumed_from=str(state.path), transform=check, after_exit=after_exit)
     extra = [f"--resume={state.path}", "--skip_until_initial_step", f"--initial_step={start}", f"--output_name={name}"]
-    outcome = run_planned(planned, observer=observer, options=opts, extra_argv=extra)
+    return planned, opts, extra, check
+
+
+def finish_resume(run_dir: Path, check: ResumeCheck) -> None:
+    """Record whether the resumed trainer really continued (state.json ``resume_check``)."""
+    from lorakit.run.folder import update_state
+
     update_state(run_dir, resume_check="ok" if check.ok else ("restarted" if check.ok is False else "unknown"))
-    return outcome, check

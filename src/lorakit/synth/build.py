@@ -1,4 +1,5 @@
 # mypy: disable-error-code="import-not-found, import-untyped"
+# Over ~400 lines because: it runs in the trainer's Python, self-contained, one builder per family.
 """Build random-weight base models that sd-scripts loads, plus an offline tokenizer cache.
 
 Usage (inside the trainer environment: torch, transformers, diffusers, accelerate, tokenizers)::
