@@ -152,6 +152,10 @@ class ErrorEvent(Event):
     fix: str | None = None
     evidence: str | None = None
 
+    def text(self) -> str:
+        """One line: ``kind: message Fix: fix`` (the report and the queue's diagnosis)."""
+        return f"{self.kind}: {self.message}" + (f" Fix: {self.fix}" if self.fix else "")
+
 
 @dataclass(frozen=True, kw_only=True)
 class Finished(Event):

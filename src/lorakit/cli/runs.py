@@ -209,8 +209,9 @@ def loss_info(run_dir: Path) -> dict[str, Any]:
 
 
 def summarize(run_dir: Path) -> dict[str, Any]:
-    """What `runs show` prints: state.json + figures from events.jsonl (``s_per_step``: the
-    whole-run steady s/step, ``lorakit.rate``'s one definition, as bench and the report)."""
+    """What `runs show` prints: state.json + figures from events.jsonl. ``summary`` is the run's
+    :class:`lorakit.report.summary.RunSummary` (the report's own figures); ``s_per_step`` is its
+    steady s/step (``lorakit.rate``'s one definition, the figure bench and the report print)."""
     from lorakit.events import (
         Checkpoint,
         DatasetSummary,
@@ -223,11 +224,12 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         WarningEvent,
         read_events,
     )
-    from lorakit.rate import steady_s_per_step
+    from lorakit.report.summary import summarize as run_summary
     from lorakit.run.folder import LOST, lost_message, read_state, run_status
 
     events = read_events(run_dir)
     state = read_state(run_dir)
+    figures = run_summary(events, state=state, run_dir=run_dir)
     progress = [e for e in events if isinstance(e, Progress)]
     dataset = next((e for e in reversed(events) if isinstance(e, DatasetSummary)), None)
     finished = next((e for e in reversed(events) if isinstance(e, Finished)), None)
@@ -240,7 +242,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "launches": sum(isinstance(e, Started) for e in events),
         "dataset": None if dataset is None else dataset.to_dict(),
         "last_progress": progress[-1].to_dict() if progress else None,
-        "s_per_step": steady_s_per_step(progress),
+        "s_per_step": figures.s_per_step,
         "checkpoints": [e.path for e in events if isinstance(e, Checkpoint)],
         "states": [e.path for e in events if isinstance(e, StateSaved)],
         "samples": [e.path for e in events if isinstance(e, Sample)],
@@ -250,6 +252,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "errors": [{"kind": e.kind, "message": e.message, "fix": e.fix} for e in events if isinstance(e, ErrorEvent)],
         "finished": None if finished is None else finished.to_dict(),
         "loss": loss_info(run_dir),
+        "summary": figures.as_dict(),
     }
 
 

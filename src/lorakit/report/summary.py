@@ -231,9 +231,7 @@ def summarize(
         samples=tuple(dict.fromkeys(e.path for e in events if isinstance(e, Sample))),
         peak_vram_gib=peak_vram(raw),
         lora=finished[-1].lora if finished else None,
-        errors=tuple(
-            f"{e.kind}: {e.message}" + (f" Fix: {e.fix}" if e.fix else "") for e in events if isinstance(e, ErrorEvent)
-        ),
+        errors=tuple(e.text() for e in events if isinstance(e, ErrorEvent)),
         warnings=tuple(e.message for e in events if isinstance(e, WarningEvent)),
         epochs=epochs,
         loss_source=source,

@@ -191,8 +191,7 @@ def diagnose_job(
         if finished and code is None:
             code = finished[-1].exit_code
         if errors:
-            e = errors[-1]
-            diagnosis = f"{e.kind}: {e.message}" + (f" Fix: {e.fix}" if e.fix else "")
+            diagnosis = errors[-1].text()
     if diagnosis is None and job.log and code not in (None, EXIT_OK):
         diagnosis = _log_error(Path(job.log))
     if code is None:
