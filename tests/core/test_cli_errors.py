@@ -9,6 +9,12 @@ import pytest
 from tests.conftest import EXAMPLE, make_kohya_dataset
 
 
+@pytest.fixture
+def lorakit(lorakit_in_process):  # type: ignore[no-untyped-def]
+    """These commands start no child: the CLI runs in this process (tests/conftest.py)."""
+    return lorakit_in_process
+
+
 def assert_clean_error(res, *needles: str) -> None:  # type: ignore[no-untyped-def]
     assert res.code == 2, (res.code, res.out, res.err)
     assert "Traceback" not in res.err
