@@ -30,3 +30,25 @@ def test_the_tables_hold_no_unknown_optimizer() -> None:
     assert set(OPTIMIZER_TYPES) == known
     assert set(estimate._STATE_SLOTS) | set(estimate._STATE_BYTES_8BIT) | {"adafactor"} == known
     assert known >= ADAPTIVE_OPTIMIZERS and estimate.ADAPTIVE_OPTIMIZERS is ADAPTIVE_OPTIMIZERS
+
+
+def test_the_copies_of_spec_keys_are_real_spec_keys() -> None:
+    """TrainShape → spec keys (gpu/fit.py) and the path keys resume makes absolute
+    (run/resume.py, derived from the schema) name real TrainSpec settings."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    from lorakit.config.schema import TrainSpec
+    from lorakit.gpu.estimate import TrainShape
+    from lorakit.gpu.fit import SHAPE_SPEC_KEYS
+    from lorakit.planning import flatten, spec_dump
+    from lorakit.run.resume import PATH_KEYS
+
+    spec_keys = set(flatten(spec_dump(TrainSpec())))
+    shape_attrs = {f.name for f in fields(TrainShape)}
+    for attr, key in SHAPE_SPEC_KEYS.items():
+        assert attr in shape_attrs and key in spec_keys, (attr, key)
+    assert ("model", "checkpoint") in PATH_KEYS and ("output", "folder") in PATH_KEYS
+    for section, key in PATH_KEYS:
+        assert f"{section}.{key}" in spec_keys
+        assert TrainSpec.model_fields[section].annotation.model_fields[key].annotation in (Path, Path | None)  # type: ignore[union-attr]

@@ -155,19 +155,23 @@ def _fmt_lr(x: float) -> float:
     return float(f"{x:.3g}")
 
 
+# TrainShape attribute → the spec key it comes from (tests/core/test_optimizer_table.py checks
+# every entry against TrainShape and the schema)
+SHAPE_SPEC_KEYS: dict[str, str] = {
+    "gradient_checkpointing": "training.gradient_checkpointing",
+    "full_bf16": "training.full_bf16",
+    "fp8_base": "training.fp8_base",
+    "cache_latents": "training.cache_latents",
+    "cache_text_encoder_outputs": "training.cache_text_encoder_outputs",
+    "optimizer": "optimizer.name",
+    "blocks_to_swap": "training.blocks_to_swap",
+}
+
+
 def setting_changes(old: TrainShape, new: TrainShape, facts: RunFacts) -> dict[str, Any]:
     """The spec keys (for --set / --apply) that turn ``old`` into ``new``, LR and steps included."""
     out: dict[str, Any] = {}
-    simple = {
-        "gradient_checkpointing": "training.gradient_checkpointing",
-        "full_bf16": "training.full_bf16",
-        "fp8_base": "training.fp8_base",
-        "cache_latents": "training.cache_latents",
-        "cache_text_encoder_outputs": "training.cache_text_encoder_outputs",
-        "optimizer": "optimizer.name",
-        "blocks_to_swap": "training.blocks_to_swap",
-    }
-    for attr, key in simple.items():
+    for attr, key in SHAPE_SPEC_KEYS.items():
         if getattr(old, attr) != getattr(new, attr):
             out[key] = getattr(new, attr)
     if (old.width, old.height) != (new.width, new.height):

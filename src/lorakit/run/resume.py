@@ -336,16 +336,22 @@ class ResumeCheck:
         )
 
 
-PATH_KEYS = (
-    ("model", "checkpoint"),
-    ("model", "vae"),
-    ("model", "clip_l"),
-    ("model", "clip_g"),
-    ("model", "t5xxl"),
-    ("model", "tokenizer_cache_dir"),
-    ("dataset", "folder"),
-    ("output", "folder"),
-)
+def _path_keys() -> tuple[tuple[str, str], ...]:
+    """(section, key) of every single-path setting of the schema (``Path`` or ``Path | None``):
+    derived from TrainSpec, so a new path key is made absolute without a second list."""
+    from pydantic import BaseModel
+
+    from lorakit.config.schema import TrainSpec
+
+    out = []
+    for section, field_ in TrainSpec.model_fields.items():
+        model = field_.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            out += [(section, k) for k, f in model.model_fields.items() if f.annotation in (Path, Path | None)]
+    return tuple(out)
+
+
+PATH_KEYS = _path_keys()
 
 
 def absolute_spec(spec: dict[str, Any], base: Path) -> dict[str, Any]:
