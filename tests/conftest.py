@@ -53,12 +53,16 @@ def lorakit(isolated_env: dict[str, str], tmp_path: Path):  # type: ignore[no-un
 
 
 @pytest.fixture
-def lorakit_in_process(isolated_env: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
+def lorakit_in_process(isolated_env: dict[str, str], tmp_path: Path, lorakit):  # type: ignore[no-untyped-def]
     """The same CLI call as ``lorakit``, run in this process (the real ``main()``, its error edge
     included, with this environment, folder and argv; stdout/stderr captured): for commands that
-    start no child, where a fresh interpreter per call proves nothing more and costs ~2 s."""
+    start no child, where a fresh interpreter per call proves nothing more and costs ~2 s.
+    LORAKIT_TEST_SUBPROCESS=1 runs them as child processes again (to compare)."""
     import contextlib
     import io
+
+    if os.environ.get("LORAKIT_TEST_SUBPROCESS") == "1":
+        return lorakit
 
     def run(*args: str, cwd: Path | None = None) -> CliResult:
         from lorakit.cli.main import main
