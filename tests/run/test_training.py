@@ -67,3 +67,25 @@ def test_train_plans_once_and_restores_the_signal_handlers(
     (run,) = [p for p in (tmp_path / "work" / "runs").iterdir() if p.is_dir()]
     assert (run / "report.html").is_file()
     assert isinstance(read_events(run)[-1], Finished)
+
+
+def test_bench_with_data_plans_once(in_process_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(planning, "load_spec", counting(planning.load_spec, calls, "load"))
+    monkeypatch.setattr(planning, "scan_dataset", counting(planning.scan_dataset, calls, "scan"))
+    ckpt = in_process_env["FAKE_CKPT"]
+    args = [
+        "bench",
+        "-p",
+        "comic-style",
+        "-d",
+        str(EXAMPLE),
+        "--steps",
+        "3",
+        "--json",
+        "--set",
+        f"model.checkpoint={ckpt}",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert sorted(calls) == ["load", "scan"]

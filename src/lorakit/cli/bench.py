@@ -60,23 +60,26 @@ def bench(
     from lorakit.bench import bench_overrides, make_noise_dataset, summarize
     from lorakit.cli.runs import outcome_error
     from lorakit.kohya.install import require_trainer
-    from lorakit.planning import PlanRequest, resolve_spec
+    from lorakit.planning import PlannedRun, PlanRequest, resolve_spec
     from lorakit.run.live import make_view
-    from lorakit.training import start_run
+    from lorakit.training import plan_new_run, start_run
 
     sets = [*overrides, *bench_overrides(steps)]
     req = PlanRequest(preset, config, tuple(sets), data)
-    spec = resolve_spec(req)[0].spec  # config errors first (exit 2), then the environment (exit 3)
+    resolved = resolve_spec(req)  # config errors first (exit 2), then the environment (exit 3)
+    spec = resolved[0].spec
     trainer = require_trainer(sd_scripts)
     from lorakit.gpu.guard import require_gpu
 
     require_gpu((spec.training.gpus or [0])[0])  # no GPU: exit 3 before a trainer starts
-    if data is None:
+    if data is None:  # the noise dataset changes the request: it is planned with it
         size = max(spec.training.size)
         folder = make_noise_dataset(Path(tempfile.mkdtemp(prefix="lorakit-bench-data-")), images, size)
-        req = PlanRequest(preset, config, tuple(sets), folder)
+        first: PlanRequest | PlannedRun = PlanRequest(preset, config, tuple(sets), folder)
+    else:  # the config loaded above is planned once and handed down
+        first = plan_new_run(req, trainer, loaded=resolved, create=False)
     view = make_view(quiet=quiet or as_json, console=err_console if as_json else console)
-    outcome = start_run(req, trainer, observer=view)
+    outcome = start_run(first, trainer, observer=view)
     result = summarize(
         outcome.events,
         preset=preset,
