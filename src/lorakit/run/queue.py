@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -153,9 +154,13 @@ class QueueRunner:
         self._stop += 1
         if self._stop == 1:
             self.echo(f"stopping: no new jobs; asking {len(self.children)} running job(s) to stop")
+        # POSIX: the same signal to each job. Windows: os.kill with SIGINT/SIGTERM would terminate
+        # the job without its outcome; CTRL_BREAK_EVENT reaches its process group (popen_group)
+        # and lorakit train stops its trainer cleanly
+        sig = signum if os.name == "posix" else getattr(signal, "CTRL_BREAK_EVENT", signum)
         for child in self.children.values():
             with contextlib.suppress(OSError):
-                os.kill(child.pid, signum)
+                os.kill(child.pid, sig)
 
     def _sleep(self) -> None:
         end = time.monotonic() + self.poll_s
