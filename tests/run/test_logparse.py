@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lorakit.kohya.logparse import LogParser, cell_len
-from lorakit.run.events import (
+from lorakit.events import (
     Checkpoint,
     DatasetSummary,
     EpochStarted,
@@ -20,6 +19,7 @@ from lorakit.run.events import (
     StateSaved,
     WarningEvent,
 )
+from lorakit.kohya.logparse import LogParser, cell_len
 from tests.run.conftest import FIXTURES, fixture_log
 
 ALL_LOGS = [

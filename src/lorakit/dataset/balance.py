@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lorakit.dataset.plan import StepsMath
 from lorakit.errors import DatasetError
 
 DEFAULT_VISITS = 100
@@ -47,22 +48,24 @@ class Schedule:
         return sum(self.visits_per_epoch)
 
     @property
+    def steps(self) -> StepsMath:
+        """The one steps formula (``dataset.plan.StepsMath``), on one GPU."""
+        return StepsMath.compute(self.images_x_repeats, self.batch_size, self.epochs, None)
+
+    @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.images_x_repeats / self.batch_size) if self.images_x_repeats else 0
+        return self.steps.steps_per_epoch
 
     @property
     def total_steps(self) -> int:
-        return self.steps_per_epoch * self.epochs
+        return self.steps.total_steps
 
     @property
     def visits_per_image(self) -> tuple[int, ...]:
         return tuple(r * self.epochs for r in self.repeats)
 
     def formula(self) -> str:
-        return (
-            f"{self.images_x_repeats} images×repeats × {self.epochs} epochs ÷ batch {self.batch_size}"
-            f" = {self.total_steps} steps"
-        )
+        return self.steps.formula()
 
     def as_dict(self) -> dict[str, object]:
         return {

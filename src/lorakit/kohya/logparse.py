@@ -1,3 +1,4 @@
+# Over ~400 lines because: one table of sd-scripts output patterns and the one parser over it.
 """sd-scripts output → typed events. Stateful but pure: feed it text chunks as they arrive
 (any split, ``\\r`` and ``\\n`` both end a segment), get events back; no clock, no I/O.
 
@@ -34,7 +35,7 @@ import unicodedata
 from collections import deque
 from dataclasses import dataclass, replace
 
-from lorakit.run.events import (
+from lorakit.events import (
     Checkpoint,
     DatasetSummary,
     EpochStarted,
