@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         r.wait_history("history_execution_error", ans["prompt_id"])
         # a prompt that renders without a model: /prompt → /history → /view
         ok = {
-            "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0x336699}},
+            "1": {"class_type": "EmptyImage",
+                  "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0x336699}},
             "9": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "lorakit/fixture"}},
         }  # fmt: skip
         ans = r.record("prompt_ok", "POST", "/prompt", {"prompt": ok, "client_id": "lorakit-fixture"})

@@ -79,6 +79,7 @@ class StandIn:
         self.base_used = 1 * GIB
         self.unload_delay_s, self.steps = unload_delay_s, steps
         self.as_other_user, self.render_s = as_other_user, render_s
+        self.nodes = set(KNOWN_NODES)  # the node classes this ComfyUI has
         self.flags: dict[str, Any] = {}
         self.free_posts: list[dict[str, Any]] = []
         self.prompts: list[dict[str, Any]] = []  # every accepted graph
@@ -192,7 +193,7 @@ class StandIn:
             return 400, _body("prompt_no_prompt")
         graph = data["prompt"]
         for nid, node in graph.items():
-            if node.get("class_type") not in KNOWN_NODES:
+            if node.get("class_type") not in self.nodes:
                 answer = _body("prompt_unknown_node")
                 answer["error"]["message"] = f"Cannot execute because node {node.get('class_type')} does not exist."
                 answer["error"]["details"] = f"Node ID '#{nid}'"
@@ -266,7 +267,7 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
         def _json(self, data: Any, code: int = 200) -> None:
             self._send(code, json.dumps(data).encode(), "application/json; charset=utf-8")
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             url = urlsplit(self.path)
             path = url.path
             if path == "/system_stats":
@@ -302,7 +303,7 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(404, b"", "application/octet-stream")  # web.static's catch-all
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             raw = self.rfile.read(length)
             path = urlsplit(self.path).path

@@ -173,7 +173,16 @@ def test_free_comfyui_with_vram_frees_and_prints_the_outcome(lorakit, tmp_path: 
 
     state = StandIn(tmp_path / "comfyui", loaded_gib=6, unload_delay_s=0.1)
     with serve(state) as url:
-        args = ("vram-check", "--preset", "comic-style", "--vram", "24GB", "--free-comfyui", "--set", f"comfyui.url={url}")
+        args = (
+            "vram-check",
+            "--preset",
+            "comic-style",
+            "--vram",
+            "24GB",
+            "--free-comfyui",
+            "--set",
+            f"comfyui.url={url}",
+        )
         r = lorakit(*args)
         assert r.code == 0, r.err
         assert f"ComfyUI  ComfyUI at {url} unloaded its models: 6.0 GiB freed" in r.out

@@ -89,7 +89,7 @@ def test_old_comfyui_without_free_endpoint(tmp_path: Path) -> None:
     state = StandIn(tmp_path / "c", loaded_gib=1, unload_delay_s=0)
 
     class Old(handler_for(state)):  # type: ignore[misc]
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._send(405, b"405: Method Not Allowed", "text/plain; charset=utf-8")
 
     with serve(state, Old) as url:

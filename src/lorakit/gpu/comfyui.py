@@ -489,7 +489,9 @@ def free(
                 raise
             gpus = []
         if gpus:
-            place = locate(device, gpus, listening_pids(_port(base)) if is_loopback_host(urlsplit(base).hostname or "") else set())
+            place = locate(
+                device, gpus, listening_pids(_port(base)) if is_loopback_host(urlsplit(base).hostname or "") else set()
+            )
             if place.cuda_index is None:
                 notes.append(f"could not tell which GPU ComfyUI uses: {place.how}; read ComfyUI's own figure")
             elif gpu_index is not None and place.cuda_index != gpu_index:
