@@ -449,7 +449,7 @@ def free(
     url: str = DEFAULT_URL,
     *,
     allow_remote: bool = False,
-    gpu_index: int | None = 0,
+    gpu_index: int | Sequence[int] | None = 0,
     memory: MemorySource = "auto",
     timeout_s: float = 30.0,
     poll_s: float = 0.25,
@@ -460,8 +460,8 @@ def free(
 ) -> FreeResult:
     """Ask the ComfyUI at ``url`` to unload its models and free memory; wait until it did.
 
-    ``gpu_index`` is the GPU lorakit is about to use (CUDA numbering); a ComfyUI found on another
-    GPU is left alone. None: free it wherever it runs. Stops when free memory has not risen by
+    ``gpu_index`` is the GPU (or GPUs) lorakit is about to use (CUDA numbering); a ComfyUI found
+    on another GPU is left alone. None: free it wherever it runs. Stops when free memory has not risen by
     ``min_rise_bytes`` for ``settle_s`` after rising, when it has not risen at all within
     ``first_rise_s`` (nothing was loaded), or at ``timeout_s``.
     """
@@ -478,6 +478,7 @@ def free(
     if not device.on_gpu:
         return FreeResult(base, "not-on-gpu", detail=device.type or "an unnamed device")
 
+    wanted = None if gpu_index is None else ([gpu_index] if isinstance(gpu_index, int) else list(gpu_index))
     read: Callable[[], int] | None = None
     close: Callable[[], None] = lambda: None  # noqa: E731
     source, where, notes = "", "", []
@@ -494,8 +495,9 @@ def free(
             )
             if place.cuda_index is None:
                 notes.append(f"could not tell which GPU ComfyUI uses: {place.how}; read ComfyUI's own figure")
-            elif gpu_index is not None and place.cuda_index != gpu_index:
-                return FreeResult(base, "other-gpu", where=place.how, detail=f"training uses GPU {gpu_index}")
+            elif wanted is not None and place.cuda_index not in wanted:
+                used = ", ".join(str(i) for i in wanted)
+                return FreeResult(base, "other-gpu", where=place.how, detail=f"training uses GPU {used}")
             else:
                 read, close = _nvml_reader(place.cuda_index)
                 source, where = "NVML", place.how
