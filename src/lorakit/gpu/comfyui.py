@@ -366,6 +366,11 @@ class FreeResult:
         reload_note = "ComfyUI loads its models again by itself on its next prompt; nothing was restarted."
         if self.outcome == "unreachable":
             return f"no ComfyUI answered at {self.url} ({self.detail}); nothing to free"
+        if self.outcome == "http-error" and self.detail.startswith("GET /system_stats"):
+            return (
+                f"ComfyUI at {self.url} has no /system_stats ({self.detail}): it is older than 2023-06; "
+                "update it or close it before training"
+            )
         if self.outcome == "http-error":
             return (
                 f"ComfyUI at {self.url} refused POST /free ({self.detail}); ComfyUI has had /free since 2024-01 "
