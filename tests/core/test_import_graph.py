@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"kohya"},
     {"planning"},
     {"run"},
-    {"report", "bench"},
+    {"report", "bench", "tryout"},
     {"training"},
     {"cli", "__main__"},
 ]

@@ -171,3 +171,44 @@ def test_help_lists_the_command_and_stays_light() -> None:
     )
     assert r.returncode == 0
     assert "--vram" in r.stdout and "--fastest" in r.stdout and "--apply" in r.stdout
+
+
+def test_free_comfyui_with_vram_frees_and_prints_the_outcome(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 18 item 3: --free-comfyui used to do nothing when --vram was given."""
+    from tests.comfyui_standin import StandIn, serve
+
+    state = StandIn(tmp_path / "comfyui", loaded_gib=6, unload_delay_s=0.1)
+    with serve(state) as url:
+        args = (
+            "vram-check",
+            "--preset",
+            "comic-style",
+            "--vram",
+            "24GB",
+            "--free-comfyui",
+            "--set",
+            f"comfyui.url={url}",
+        )
+        r = lorakit(*args)
+        assert r.code == 0, r.err
+        assert f"ComfyUI  ComfyUI at {url} unloaded its models: 6.0 GiB freed" in r.out
+        rj = lorakit(*args, "--json")
+    assert rj.code == 0, rj.err
+    data = json.loads(rj.out)
+    assert data["comfyui"]["outcome"] in ("freed", "nothing-freed")  # the second run finds nothing loaded
+    assert state.free_posts == [{"unload_models": True, "free_memory": True}] * 2
+
+
+@pytest.mark.skipif(_has_gpu(), reason="needs a machine without NVML")
+def test_free_comfyui_outcome_is_printed_before_the_no_gpu_error(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.comfyui_standin import StandIn, serve
+
+    state = StandIn(tmp_path / "comfyui", device="cpu")
+    with serve(state) as url:
+        r = lorakit("vram-check", "--preset", "comic-style", "--free-comfyui", "--set", f"comfyui.url={url}")
+        rj = lorakit("vram-check", "--preset", "comic-style", "--free-comfyui", "--set", f"comfyui.url={url}", "--json")
+    assert r.code == 3
+    assert "runs on the cpu, not on an NVIDIA GPU" in r.out
+    assert "error:" in r.err
+    assert rj.code == 3
+    assert json.loads(rj.out)["comfyui"]["outcome"] == "not-on-gpu"

@@ -268,7 +268,9 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
     def do_GET(self):
         free = 20 * GIB if state["freed"] else 4 * GIB
-        self._json({"devices": [{"index": 0, "vram_free": free, "vram_total": 24 * GIB}]})
+        # the shape of a real CUDA ComfyUI's answer (tests/fixtures/comfyui/, issue 18)
+        self._json({"system": {"argv": ["main.py"]}, "devices": [{"name": "cuda:0 Stand-in GPU : native",
+                    "type": "cuda", "index": 0, "vram_free": free, "vram_total": 24 * GIB}]})
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         state["freed"] = True

@@ -46,6 +46,7 @@ vram_cmd.register(app)
 queue_cmd.register(app)
 report_cmd.register(app)
 bench_cmd.register(app)
+__import__("lorakit.cli.tryout").cli.tryout.register(app)  # issue 18: lorakit try
 
 
 def _version(value: bool) -> None:

@@ -81,16 +81,26 @@ def vram_check(
     dataset = _dataset(spec, data)
 
     freed: FreeResult | None = None
+    if free_comfyui:  # with --vram too: it frees ComfyUI's GPU, wherever that is
+        from lorakit.gpu import comfyui
+
+        c = spec.comfyui
+        freed = comfyui.free(c.url, allow_remote=c.allow_remote, gpu_index=None if vram is not None else gpu)
     if vram is not None:
         budget = Budget.from_vram(parse_vram(vram))
     else:
+        from lorakit.errors import EnvironmentProblem
         from lorakit.gpu import nvml
 
-        if free_comfyui:
-            from lorakit.gpu import comfyui
-
-            freed = comfyui.free(spec.comfyui.url, allow_remote=spec.comfyui.allow_remote, gpu_index=gpu)
-        budget = Budget.from_gpu(nvml.gpu(gpu))
+        try:
+            budget = Budget.from_gpu(nvml.gpu(gpu))
+        except EnvironmentProblem:
+            if freed is not None:  # the free's outcome is said before the exit-3 message
+                if as_json:
+                    print(json.dumps({"comfyui": freed.to_json()}, indent=2, ensure_ascii=False))
+                else:
+                    console.print(f"[bold]ComfyUI[/]  {escape(freed.message)}")
+            raise
     report = check_fit(shape_from_spec(spec), budget, run_facts(spec, dataset), want_fastest=fastest)
     written = _apply(apply, report, loaded, config, overrides, fastest) if apply is not None else None
 
@@ -105,7 +115,7 @@ def vram_check(
     for w in warnings:
         err_console.print(f"[yellow]warning:[/] {w}", markup=True)
     if freed is not None:
-        console.print(f"[bold]ComfyUI[/]  {freed.message}")
+        console.print(f"[bold]ComfyUI[/]  {escape(freed.message)}")
     _print_report(report, fastest)
     if apply is not None:
         _print_applied(apply, written, preset, config, data)

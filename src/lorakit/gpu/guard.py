@@ -45,7 +45,8 @@ def free_comfyui(spec: TrainSpec, gpu_index: int) -> str | None:
         return None
     from lorakit.gpu import comfyui
 
-    result = comfyui.free(c.url, allow_remote=c.allow_remote, gpu_index=gpu_index)
+    gpus = spec.training.gpus or [gpu_index]  # every GPU of the run: ComfyUI on any of them is freed
+    result = comfyui.free(c.url, allow_remote=c.allow_remote, gpu_index=gpus)
     return None if not result.reachable else result.message
 
 

@@ -119,7 +119,7 @@ def free_comfyui(url: str, allow_remote: bool = False) -> str:
     from lorakit.gpu import comfyui
 
     try:
-        return comfyui.free(url, allow_remote=allow_remote).message
+        return comfyui.free(url, allow_remote=allow_remote, gpu_index=None).message  # wherever it runs
     except LorakitError as exc:  # a remote URL without allow_remote, no way to read memory
         return f"ComfyUI at {url} not asked to unload: {exc.message}"
 
