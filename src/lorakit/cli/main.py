@@ -21,6 +21,7 @@ from lorakit.cli import queue as queue_cmd
 from lorakit.cli import report as report_cmd
 from lorakit.cli import resume as resume_cmd
 from lorakit.cli import runs as runs_cmd
+from lorakit.cli import serve as serve_cmd
 from lorakit.cli import setup as setup_cmd
 from lorakit.cli import train as train_cmd
 from lorakit.cli import vram as vram_cmd
@@ -46,6 +47,7 @@ vram_cmd.register(app)
 queue_cmd.register(app)
 report_cmd.register(app)
 bench_cmd.register(app)
+serve_cmd.register(app)
 
 
 def _version(value: bool) -> None:

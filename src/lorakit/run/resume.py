@@ -251,12 +251,7 @@ class ResumeCheck:
                 ev = replace(ev, step=ev.step + start)  # the bar's count
             elif isinstance(ev, StateSaved) and ev.step is not None:
                 ev = replace(ev, step=ev.step + self.offset)  # train_state.json: the trainer's global_step
-        if (
-            isinstance(ev, Progress)
-            and self.planned_total
-            and ev.step > self.planned_total
-            and not self._warned_past
-        ):
+        if isinstance(ev, Progress) and self.planned_total and ev.step > self.planned_total and not self._warned_past:
             self._warned_past = True
             out.append(
                 WarningEvent(

@@ -1,0 +1,66 @@
+"""Every lorakit function the web server calls, imported in one place.
+
+The server holds no planning, validation or run logic of its own (DESIGN.md "Faces"): each
+page and API route calls what the CLI calls. Several of those functions still live in ``cli/``
+(``cli/runs.py``, ``cli/train.py``, ``cli/resume.py``); issue 13 moves them into core modules
+and leaves re-exports at the old names, so this is the one module to repoint afterwards.
+"""
+
+from __future__ import annotations
+
+from lorakit.cli.resume import _require_gpu as require_run_gpu  # resume's GPU preflight
+from lorakit.cli.runs import _live as live_status  # the runs-list row's live part
+from lorakit.cli.runs import log_lines, summarize  # `runs tail` / `runs show --json`
+from lorakit.cli.train import plan_json  # `train --dry-run --json`
+from lorakit.config.presets import preset_info, preset_names
+from lorakit.dataset.plan import scan_dataset
+from lorakit.gpu.fit import Budget, check_fit, parse_vram, precheck, run_facts
+from lorakit.kohya.install import PLACEHOLDER, find_trainer, require_trainer
+from lorakit.planning import PlanRequest, plan_resolved, resolve_spec
+from lorakit.run.control import stop_run
+from lorakit.run.folder import (
+    find_run,
+    is_run_dir,
+    read_state,
+    refuse_if_running,
+    run_dir_path,
+    run_status,
+)
+from lorakit.run.queue import Job, QueueStore, _log_error, add_job, find_run_dir, remove_jobs
+from lorakit.run.resume import last_state
+
+__all__ = [
+    "PLACEHOLDER",
+    "Budget",
+    "Job",
+    "PlanRequest",
+    "QueueStore",
+    "_log_error",
+    "add_job",
+    "check_fit",
+    "find_run",
+    "find_run_dir",
+    "find_trainer",
+    "is_run_dir",
+    "last_state",
+    "live_status",
+    "log_lines",
+    "parse_vram",
+    "plan_json",
+    "plan_resolved",
+    "precheck",
+    "preset_info",
+    "preset_names",
+    "read_state",
+    "refuse_if_running",
+    "remove_jobs",
+    "require_run_gpu",
+    "require_trainer",
+    "resolve_spec",
+    "run_dir_path",
+    "run_facts",
+    "run_status",
+    "scan_dataset",
+    "stop_run",
+    "summarize",
+]
