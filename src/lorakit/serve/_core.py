@@ -26,6 +26,7 @@ from lorakit.run.folder import (
     run_dir_path,
     run_status,
 )
+from lorakit.run.losslog import open_scalars, read_run_scalars
 from lorakit.run.queue import Job, QueueStore, _log_error, add_job, find_run_dir, remove_jobs
 from lorakit.run.resume import last_state
 
@@ -45,12 +46,14 @@ __all__ = [
     "last_state",
     "live_status",
     "log_lines",
+    "open_scalars",
     "parse_vram",
     "plan_json",
     "plan_resolved",
     "precheck",
     "preset_info",
     "preset_names",
+    "read_run_scalars",
     "read_state",
     "refuse_if_running",
     "remove_jobs",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import sys
@@ -55,8 +56,6 @@ def run_server(*, host: str, port: int, runs: Path, roots: list[Path], token: st
         )
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, lifespan="on")
     server = uvicorn.Server(config)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after its clean shutdown
         server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown: the normal way out
-        pass
     print("lorakit serve: stopped (runs started from it go on; their pages come back with the next serve)")

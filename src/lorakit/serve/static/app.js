@@ -53,7 +53,7 @@ function drawLoss(canvas, points) {
   for (let i = 0; i <= 4; i++) {
     const yv = y0 + ((y1 - y0) * i) / 4, yy = Y(yv);
     ctx.beginPath(); ctx.moveTo(pad.l, yy); ctx.lineTo(w - pad.r, yy); ctx.stroke();
-    ctx.fillText(yv.toPrecision(3), 4, yy + 4);
+    ctx.fillText(yv.toPrecision(4), 4, yy + 4);
   }
   ctx.fillText(String(x0), pad.l, h - 6);
   ctx.fillText(String(x1), w - pad.r - 30, h - 6);
@@ -66,7 +66,8 @@ function drawLoss(canvas, points) {
 function runPage() {
   const snap = JSON.parse($("#snapshot").textContent);
   const run = snap.run;
-  const points = snap.loss_series.slice();
+  let points = snap.loss_series.slice();
+  let source = snap.loss_source;
   const canvas = $("#loss");
   let total = snap.live.total;
   drawLoss(canvas, points);
@@ -89,11 +90,19 @@ function runPage() {
     setStep(ev.step, ev.total);
     if (typeof ev.avr_loss === "number") $("#avr-loss").textContent = ev.avr_loss.toPrecision(4);
     const v = typeof ev.loss === "number" ? ev.loss : ev.avr_loss;
-    if (typeof v === "number") {
+    if (source === "progress" && typeof v === "number") {
       points.push([ev.step, v]);
       canvas.dataset.points = String(points.length);
       if (!redraw) redraw = requestAnimationFrame(() => { redraw = null; drawLoss(canvas, points); });
     }
+  });
+  es.addEventListener("loss", (m) => {  // per-step loss from the run's TensorBoard logs
+    const fresh = JSON.parse(m.data);
+    if (source !== "tensorboard") { source = "tensorboard"; points = []; }
+    const last = points.length ? points[points.length - 1][0] : -1;
+    for (const p of fresh) if (p[0] > last) points.push(p);
+    canvas.dataset.points = String(points.length);
+    drawLoss(canvas, points);
   });
   es.addEventListener("sample", (m) => {
     const ev = JSON.parse(m.data);
