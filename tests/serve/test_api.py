@@ -125,3 +125,35 @@ def test_stop_is_ctrl_c_and_the_run_is_interrupted(server: Server) -> None:
     # resume refuses with the CLI's own words: no training state was saved yet (FAKE_STATE unset)
     status, res = server.post(f"/api/runs/{run}/resume")
     assert status in (400, 409) and "cannot be resumed" in res["error"], res
+
+
+def test_vram_check_for_a_card_size_and_without_a_gpu(server: Server) -> None:
+    status, out = server.post("/api/vram-check", {**train_body(server), "vram": "8GB"})
+    assert status == 200, out
+    assert out["verdict"] == "does-not-fit" and out["budget"]["gib"] == 8
+    assert out["suggestions"], "8 GiB is too small for comic-style as shipped: changes that fit are proposed"
+    # the same answer as `lorakit vram-check --vram 8GB --json`
+    args = ["vram-check", "-p", "comic-style", "-d", train_body(server)["data"], "--vram", "8GB", "--json"]
+    shown = json.loads(cli(server, *args, "--set", train_body(server)["overrides"][0]))
+    assert {k: out[k] for k in ("verdict", "estimate", "suggestions")} == {
+        k: shown[k] for k in ("verdict", "estimate", "suggestions")
+    }
+    status, out = server.post("/api/vram-check", train_body(server))  # this machine's GPU 0: none here
+    assert status == 200 and (out["verdict"] == "skipped" or out["budget"])
+
+
+def test_queue_add_list_remove(server: Server) -> None:
+    status, out = server.post("/api/queue", train_body(server, "output.name=queued-one"))
+    assert status == 201, out
+    job = out["job"]
+    assert job["name"] == "queued-one" and job["status"] == "queued"
+    status, q = server.get("/api/queue")
+    assert [j["id"] for j in q["jobs"]] == [job["id"]] and q["runner"] == {"running": False, "pid": None}
+    status, html = server.get("/queue")
+    assert "queued-one" in html
+    status, out, _ = server.request("DELETE", f"/api/queue/{job['id']}")
+    assert status == 200 and out["removed"] == [job["id"]]
+    status, q = server.get("/api/queue")
+    assert q["jobs"] == []
+    status, out = server.post("/api/queue", train_body(server, "training.batch_size=0"))
+    assert status == 400 and out["fields"][0]["path"] == "training.batch_size"

@@ -82,6 +82,8 @@ function runPage() {
     const el = $("#status");
     el.textContent = st; el.className = `status s-${st}`;
     $("#stop").hidden = st !== "running";
+    const diag = $("#diagnosis");
+    if (diag && st === "done") diag.hidden = true;  // a resumed run's earlier stop is history
   };
   let redraw = null;
   const es = new EventSource(`/api/runs/${encodeURIComponent(run)}/events?from=${snap.events_offset}`);
