@@ -32,7 +32,7 @@ def _why_no_browser() -> str | None:
 def browser() -> Iterator[Any]:
     why = _why_no_browser()
     if why is not None:
-        if os.environ.get("CI") and not os.environ.get("LORAKIT_CI_NO_BROWSER"):
+        if os.environ.get("LORAKIT_CI") and not os.environ.get("LORAKIT_CI_NO_BROWSER"):
             pytest.fail(f"browser tests cannot run in CI: {why}")
         pytest.skip(why)
     from selenium.webdriver.chrome.service import Service
