@@ -156,3 +156,25 @@ def test_the_other_pages_render(browser: Any, slow_server: Server) -> None:
         assert text_of(d, css) or name == "queue"
         assert not [e for e in d.get_log("browser") if e["level"] == "SEVERE"], name
         shot(d, name)
+
+
+def test_vram_panel_offers_changes_that_fit(browser: Any, slow_server: Server) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    d, srv = browser, slow_server
+    d.get(srv.url + "new")
+    Select(d.find_element(By.CSS_SELECTOR, "#preset")).select_by_value("comic-style")
+    d.find_element(By.CSS_SELECTOR, "#data").send_keys(str(EXAMPLE))
+    d.find_element(By.CSS_SELECTOR, '[data-key="model.checkpoint"]').send_keys(srv.env["FAKE_CKPT"])
+    d.find_element(By.CSS_SELECTOR, "#vram-size").send_keys("8GB")
+    d.find_element(By.CSS_SELECTOR, "#check-vram").click()
+    wait(d, lambda d: text_of(d, "#vram-verdict") == "verdict: does-not-fit")
+    button = d.find_element(By.CSS_SELECTOR, "#vram button")
+    assert button.text.startswith("make it fit:")
+    button.click()
+    wait(d, lambda d: "training.gradient_checkpointing=true" in attr_of(d, "#overrides", "value"))
+    d.find_element(By.CSS_SELECTOR, "#check-vram").click()
+    wait(d, lambda d: text_of(d, "#vram-verdict") in ("verdict: fits", "verdict: tight"))
+    wait(d, lambda d: "training.resolution: 1024 → 768" in text_of(d, "#plan"))  # the plan follows the changed fields
+    shot(d, "new-vram")

@@ -114,6 +114,7 @@ function runPage() {
     const a = document.createElement("a");
     a.href = `/api/runs/${encodeURIComponent(run)}/files/sample/${rel}`;
     const img = document.createElement("img"); img.src = a.href; img.alt = rel;
+    img.addEventListener("error", () => { img.replaceWith(document.createTextNode(rel)); });
     a.appendChild(img); box.appendChild(a);
   });
   es.addEventListener("checkpoint", (m) => {
@@ -143,6 +144,9 @@ function runPage() {
     const r = await api("POST", `/api/runs/${encodeURIComponent(run)}/resume`);
     if (r.ok) location.reload(); else say(errText(r.data), true);
   });
+  document.querySelectorAll("#samples img").forEach((img) => img.addEventListener("error", () => {
+    img.replaceWith(document.createTextNode(img.alt + " (not an image the browser can show)"));
+  }));
   const loadLog = async () => {
     const r = await api("GET", `/api/runs/${encodeURIComponent(run)}/log?lines=200`);
     if (r.ok) { const el = $("#log"); el.textContent = r.data.lines.join("\n"); el.scrollTop = el.scrollHeight; }
@@ -222,6 +226,7 @@ function newPage() {
         plan.appendChild(div);
       };
       add("Steps", p.steps.formula);
+      for (const c of p.changes) add(`${c.key}:`, `${JSON.stringify(c.preset)} → ${JSON.stringify(c.value)}`);
       add("Run folder", p.run_dir, true);
       add("Command", p.command, true);
       for (const w of r.data.warnings) add("warning:", w);
@@ -241,25 +246,28 @@ function newPage() {
   });
   $("#check-vram").addEventListener("click", async () => {
     const box = $("#vram"); box.textContent = "checking…";
-    const r = await api("POST", "/api/vram-check", formBody());
-    if (!r.ok) { box.textContent = errText(r.data); return; }
-    const d = r.data;
+    const body = { ...formBody(), vram: $("#vram-size").value.trim(), fastest: $("#fastest").checked };
+    const r = await api("POST", "/api/vram-check", body);
     box.className = ""; box.innerHTML = "";
-    const line = (t) => { const p = document.createElement("div"); p.textContent = t; box.appendChild(p); };
-    line(`verdict: ${d.verdict}`);
-    if (d.estimate) line(`estimate: ${JSON.stringify(d.estimate.peak_gib ?? d.estimate)} GiB`);
+    const line = (t, cls) => { const p = document.createElement("div"); p.textContent = t; if (cls) p.className = cls; box.appendChild(p); return p; };
+    if (!r.ok) { line(errText(r.data), "err"); return; }
+    const d = r.data;
+    const verdict = line(`verdict: ${d.verdict}`); verdict.id = "vram-verdict";
+    if (d.estimate) line(`estimated peak ${d.estimate.peak_gib} GiB (${d.estimate.peak_phase})`);
     if (d.budget) line(`budget: ${d.budget.source}`);
-    for (const n of d.notes || []) line(n);
-    for (const s of d.suggestions || []) {
+    for (const n of d.notes || []) line(n, "hint");
+    const offer = (label, option) => {
       const b = document.createElement("button"); b.type = "button";
-      b.textContent = `make it fit: ${(s.words || []).join("; ")}`;
+      b.textContent = `${label}: ${(option.words || []).join("; ")} → ${option.estimate_gib} GiB`;
       b.addEventListener("click", () => {
-        const extra = Object.entries(s.changes || {}).map(([k, v]) => `${k}=${Array.isArray(v) ? JSON.stringify(v) : v}`);
+        const extra = Object.entries(option.changes || {}).map(([k, v]) => `${k}=${Array.isArray(v) ? JSON.stringify(v) : v}`);
         $("#overrides").value = ($("#overrides").value.trim() + "\n" + extra.join("\n")).trim();
         later();
       });
-      box.appendChild(b);
-    }
+      const div = document.createElement("div"); div.appendChild(b); box.appendChild(div);
+    };
+    (d.suggestions || []).slice(0, 4).forEach((s, i) => offer(i ? "or" : "make it fit", s));
+    if (d.fastest && d.fastest.changes && Object.keys(d.fastest.changes).length) offer("fastest", d.fastest);
   });
   $("#start").addEventListener("click", async () => {
     say("starting…");
