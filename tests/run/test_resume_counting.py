@@ -49,7 +49,9 @@ def the_run(cwd: Path) -> Path:
     return run
 
 
-def interrupted(lorakit, env: dict[str, str], tmp_path: Path, *, images: int, total: int, every: int, stop: int) -> Path:  # type: ignore[no-untyped-def]
+def interrupted(
+    lorakit, env: dict[str, str], tmp_path: Path, *, images: int, total: int, every: int, stop: int
+) -> Path:  # type: ignore[no-untyped-def]
     """A run of `images` images × 1 repeat (one step each per epoch) stopped after `stop` steps."""
     data = make_kohya_dataset(tmp_path / "data", {"1_lkstyle": images})
     env.update(FAKE_STEPS_PER_EPOCH=str(images), FAKE_STOP_AFTER=str(stop))

@@ -228,7 +228,9 @@ def create_app(cfg: ServeConfig) -> Starlette:
     index = RunIndex(cfg.runs)
     children = Children(cfg.home)
     env = Environment(loader=PackageLoader("lorakit.serve", "templates"), autoescape=select_autoescape())
-    env.filters["tojson_safe"] = lambda v: json.dumps(v).replace("<", "\\u003c").replace(">", "\\u003e")
+    env.filters["tojson_safe"] = lambda v: (
+        json.dumps(v, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+    )
     env.filters["clock"] = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
 
     def page(name: str, **ctx: Any) -> HTMLResponse:
