@@ -48,6 +48,14 @@ def test_train_from_the_api_ends_done_with_its_lora(server: Server) -> None:
         assert info[key] == shown[key], key
     status, log = server.get(f"/api/runs/{out['run']}/log?lines=5")
     assert status == 200 and len(log["lines"]) == 5
+    # `lorakit report`: written into the run folder, served sandboxed; other files are not served
+    status, files = server.post(f"/api/runs/{out['run']}/report")
+    assert status == 200 and files["report_html"] == "report.html"
+    status, html, headers = server.request("GET", f"/api/runs/{out['run']}/files/report.html")
+    assert status == 200 and "sandbox" in headers["content-security-policy"] and out["run"] in html
+    for name in ("spec.yaml", "comic-style.safetensors", "../state.json", "train.log"):
+        status, _ = server.get(f"/api/runs/{out['run']}/files/{name}")
+        assert status == 404, name
 
 
 def test_validate_puts_each_problem_under_its_field(server: Server) -> None:

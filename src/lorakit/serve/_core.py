@@ -8,6 +8,8 @@ and leaves re-exports at the old names, so this is the one module to repoint aft
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lorakit.cli.resume import _require_gpu as require_run_gpu  # resume's GPU preflight
 from lorakit.cli.runs import _live as live_status  # the runs-list row's live part
 from lorakit.cli.runs import log_lines, summarize  # `runs tail` / `runs show --json`
@@ -30,6 +32,19 @@ from lorakit.run.losslog import open_scalars, read_run_scalars
 from lorakit.run.queue import Job, QueueStore, _log_error, add_job, find_run_dir, remove_jobs
 from lorakit.run.resume import last_state
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from lorakit.report.build import ReportFiles
+
+
+def build_report(run_dir: Path) -> ReportFiles:
+    """`lorakit report RUN` (matplotlib is imported when a report is asked for, not at start)."""
+    from lorakit.report.build import build_report as build
+
+    return build(run_dir)
+
+
 __all__ = [
     "PLACEHOLDER",
     "Budget",
@@ -38,6 +53,7 @@ __all__ = [
     "QueueStore",
     "_log_error",
     "add_job",
+    "build_report",
     "check_fit",
     "find_run",
     "find_run_dir",

@@ -40,7 +40,14 @@ from lorakit.serve.index import RunIndex
 from lorakit.serve.security import Guard, SecurityMiddleware
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
-FILE_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+FILE_SUFFIXES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".html": "text/html; charset=utf-8",  # report.html only, sandboxed (REPORT_CSP)
+}
+REPORT_CSP = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
 CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"
 MAX_POINTS = 2000
 STATUS_BY_EXIT = {2: 400, 3: 503, 1: 500, 130: 409}
@@ -151,6 +158,7 @@ def snapshot(run_dir: Path) -> dict[str, Any]:
     info["events_offset"] = offset
     info["lora"] = state.get("lora") if state.get("status") == "done" else None
     info["resumable"] = bool(state.get("save_state")) and info["status"] in ("interrupted", "failed", "lost")
+    info["report_files"] = [n for n in ("report.html", "report.png", "samples.png") if (run_dir / n).is_file()]
     info["sample_files"] = [
         str(Path(p).resolve().relative_to(run_dir)) for p in info["samples"] if _inside(Path(p), run_dir)
     ]
@@ -309,9 +317,24 @@ def create_app(cfg: ServeConfig) -> Starlette:
         run_dir = run_dir_of(cfg, index, request.path_params["run"])
         path = (run_dir / request.path_params["name"]).resolve()
         kind = FILE_SUFFIXES.get(path.suffix.lower())
+        if path.suffix.lower() == ".html" and path.name != "report.html":
+            kind = None
         if kind is None or not path.is_relative_to(run_dir) or not path.is_file():
-            raise Problem(404, "no such image in this run")
-        return FileResponse(path, media_type=kind, headers={"x-content-type-options": "nosniff"})
+            raise Problem(404, "no such image or report in this run")
+        headers = {"x-content-type-options": "nosniff"}
+        if path.suffix.lower() == ".html":
+            headers["content-security-policy"] = REPORT_CSP
+        return FileResponse(path, media_type=kind, headers=headers)
+
+    async def api_report(request: Request) -> Response:
+        run_dir = run_dir_of(cfg, index, request.path_params["run"])
+        await body_of(request)
+        files = await run_in_threadpool(_core.build_report, run_dir)
+        out = {
+            name: None if path is None else str(Path(path).relative_to(run_dir))
+            for name, path in (("report_html", files.html), ("report_png", files.png), ("samples_png", files.samples))
+        }
+        return JSONResponse(out)
 
     async def api_events(request: Request) -> Response:
         run_dir = run_dir_of(cfg, index, request.path_params["run"])
@@ -476,6 +499,7 @@ def create_app(cfg: ServeConfig) -> Starlette:
         Route("/api/runs/{run}/files/{name:path}", api_file),
         Route("/api/runs/{run}/stop", api_stop, methods=["POST"]),
         Route("/api/runs/{run}/resume", api_resume, methods=["POST"]),
+        Route("/api/runs/{run}/report", api_report, methods=["POST"]),
         Route("/api/gpus", api_gpus),
         Route("/api/comfyui/free", api_comfy_free, methods=["POST"]),
         Route("/api/queue", api_queue, methods=["GET"]),

@@ -82,6 +82,7 @@ function runPage() {
     const el = $("#status");
     el.textContent = st; el.className = `status s-${st}`;
     $("#stop").hidden = st !== "running";
+    $("#report").hidden = st === "running";
     const diag = $("#diagnosis");
     if (diag && st === "done") diag.hidden = true;  // a resumed run's earlier stop is history
   };
@@ -147,6 +148,18 @@ function runPage() {
   document.querySelectorAll("#samples img").forEach((img) => img.addEventListener("error", () => {
     img.replaceWith(document.createTextNode(img.alt + " (not an image the browser can show)"));
   }));
+  $("#report").addEventListener("click", async () => {
+    say("writing the report…");
+    const r = await api("POST", `/api/runs/${encodeURIComponent(run)}/report`);
+    if (!r.ok) { say(errText(r.data), true); return; }
+    say("report written");
+    const box = $("#report-links"); box.innerHTML = "";
+    for (const f of [r.data.report_html, r.data.report_png, r.data.samples_png]) {
+      if (!f) continue;
+      const a = document.createElement("a"); a.href = `/api/runs/${encodeURIComponent(run)}/files/${f}`; a.textContent = f;
+      box.appendChild(a); box.appendChild(document.createTextNode(" "));
+    }
+  });
   const loadLog = async () => {
     const r = await api("GET", `/api/runs/${encodeURIComponent(run)}/log?lines=200`);
     if (r.ok) { const el = $("#log"); el.textContent = r.data.lines.join("\n"); el.scrollTop = el.scrollHeight; }
