@@ -159,8 +159,15 @@ def test_queue_add_list_remove(server: Server) -> None:
     assert [j["id"] for j in q["jobs"]] == [job["id"]] and q["runner"] == {"running": False, "pid": None}
     status, html = server.get("/queue")
     assert "queued-one" in html
-    status, out, _ = server.request("DELETE", f"/api/queue/{job['id']}")
-    assert status == 200 and out["removed"] == [job["id"]]
+    status, out = server.post("/api/queue", train_body(server, "output.name=queued-two"))
+    second = out["job"]["id"]
+    status, moved = server.post(f"/api/queue/{second}/move", {"to": 1})
+    assert status == 200 and moved["order"] == [second, job["id"]]
+    status, q = server.get("/api/queue")
+    assert [j["name"] for j in q["jobs"]] == ["queued-two", "queued-one"]
+    for jid in (job["id"], second):
+        status, out, _ = server.request("DELETE", f"/api/queue/{jid}")
+        assert status == 200 and out["removed"] == [jid]
     status, q = server.get("/api/queue")
     assert q["jobs"] == []
     status, out = server.post("/api/queue", train_body(server, "training.batch_size=0"))

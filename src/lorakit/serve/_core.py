@@ -29,7 +29,7 @@ from lorakit.run.folder import (
     run_status,
 )
 from lorakit.run.losslog import open_scalars, read_run_scalars
-from lorakit.run.queue import Job, QueueStore, _log_error, add_job, find_run_dir, remove_jobs
+from lorakit.run.queue import Job, QueueStore, _log_error, add_job, find_run_dir, move_job, remove_jobs
 from lorakit.run.resume import last_state
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ __all__ = [
     "last_state",
     "live_status",
     "log_lines",
+    "move_job",
     "open_scalars",
     "parse_vram",
     "plan_json",

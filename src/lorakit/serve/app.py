@@ -441,6 +441,14 @@ def create_app(cfg: ServeConfig) -> Starlette:
         gone = await run_in_threadpool(_core.remove_jobs, _core.QueueStore(cfg.home), [job_id])
         return JSONResponse({"removed": [j.id for j in gone]})
 
+    async def api_queue_move(request: Request) -> Response:
+        job_id = request.path_params["job"]
+        body = await body_of(request)
+        if not job_id.isdigit() or not isinstance(body.get("to"), int):
+            raise Problem(400, 'give the job id and {"to": position} (1 = first)')
+        order = await run_in_threadpool(_core.move_job, _core.QueueStore(cfg.home), job_id, body["to"])
+        return JSONResponse({"order": order})
+
     async def api_runner(request: Request) -> Response:
         await body_of(request)
         action = request.path_params["action"]
@@ -506,6 +514,7 @@ def create_app(cfg: ServeConfig) -> Starlette:
         Route("/api/queue", api_queue_add, methods=["POST"]),
         Route("/api/queue/{job}", api_queue_remove, methods=["DELETE"]),
         Route("/api/queue/runner/{action}", api_runner, methods=["POST"]),
+        Route("/api/queue/{job}/move", api_queue_move, methods=["POST"]),
         Route("/api/presets", api_presets),
         Route("/api/validate", api_validate, methods=["POST"]),
         Route("/api/vram-check", api_vram, methods=["POST"]),

@@ -301,6 +301,12 @@ function queuePage() {
     const r = await api("DELETE", `/api/queue/${b.dataset.job}`);
     if (r.ok) location.reload(); else say(errText(r.data), true);
   }));
+  document.querySelectorAll("button.move").forEach((b) => b.addEventListener("click", async () => {
+    const to = Number(b.dataset.to);
+    if (to < 1) return;
+    const r = await api("POST", `/api/queue/${b.dataset.job}/move`, { to });
+    if (r.ok) location.reload(); else say(errText(r.data), true);
+  }));
   $("#runner-start").addEventListener("click", async () => {
     const r = await api("POST", "/api/queue/runner/start");
     say(r.ok ? `runner started (pid ${r.data.pid})` : errText(r.data), !r.ok);
