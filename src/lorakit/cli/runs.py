@@ -15,6 +15,8 @@ from lorakit.cli._console import console, err_console
 
 if TYPE_CHECKING:
     from lorakit.errors import LorakitError
+    from lorakit.kohya.tblog import ScalarLog
+    from lorakit.run.events import Event
     from lorakit.run.runner import RunOutcome
 
 HELP = """Runs: list them, show one, follow its log.
@@ -188,13 +190,15 @@ def _live(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def loss_info(run_dir: Path) -> dict[str, Any]:
+def loss_info(run_dir: Path, log: ScalarLog | None = None) -> dict[str, Any]:
     """The trainer's latest per-step loss from the run's TensorBoard logs (`logs/`), smoothed
-    too; ``value`` is None (and ``note`` says why) when there is none."""
+    too; ``value`` is None (and ``note`` says why) when there is none. ``log``: the run's
+    scalar log already read (lorakit serve keeps one per run and polls it)."""
     from lorakit.kohya.tblog import logs_dir, smoothed
     from lorakit.run.losslog import read_run_scalars
 
-    log = read_run_scalars(run_dir)
+    if log is None:
+        log = read_run_scalars(run_dir)
     series = log.series()
     last = series[-1] if series else None
     return {
@@ -206,8 +210,10 @@ def loss_info(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def summarize(run_dir: Path) -> dict[str, Any]:
-    """What `runs show` prints: state.json + figures from events.jsonl."""
+def summarize(run_dir: Path, events: list[Event] | None = None, scalars: ScalarLog | None = None) -> dict[str, Any]:
+    """What `runs show` prints: state.json + figures from events.jsonl. ``events`` /
+    ``scalars``: the run's events and scalar log already read (lorakit serve reads both
+    incrementally; a 20,000-step run's events.jsonl takes ~1 s to parse)."""
     from lorakit.run.events import (
         Checkpoint,
         DatasetSummary,
@@ -222,7 +228,8 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     )
     from lorakit.run.folder import LOST, lost_message, read_state, run_status
 
-    events = read_events(run_dir)
+    if events is None:
+        events = read_events(run_dir)
     state = read_state(run_dir)
     progress = [e for e in events if isinstance(e, Progress)]
     dataset = next((e for e in reversed(events) if isinstance(e, DatasetSummary)), None)
@@ -244,7 +251,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         ],
         "errors": [{"kind": e.kind, "message": e.message, "fix": e.fix} for e in events if isinstance(e, ErrorEvent)],
         "finished": None if finished is None else finished.to_dict(),
-        "loss": loss_info(run_dir),
+        "loss": loss_info(run_dir, scalars),
     }
 
 

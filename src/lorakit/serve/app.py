@@ -37,6 +37,7 @@ from lorakit.errors import LorakitError
 from lorakit.serve import _core
 from lorakit.serve.children import Children
 from lorakit.serve.index import RunIndex
+from lorakit.serve.runcache import RunCaches
 from lorakit.serve.security import Guard, SecurityMiddleware
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
@@ -112,15 +113,6 @@ def read_lines(path: Path, offset: int = 0) -> tuple[list[bytes], int]:
     return data[: cut + 1].splitlines(), offset + cut + 1
 
 
-def loss_point(ev: dict[str, Any]) -> list[float] | None:
-    if ev.get("type") != "progress":
-        return None
-    value = ev.get("loss") if isinstance(ev.get("loss"), int | float) else ev.get("avr_loss")
-    if not isinstance(value, int | float) or not isinstance(ev.get("step"), int):
-        return None
-    return [ev["step"], value]
-
-
 def downsample(points: list[list[float]], limit: int = MAX_POINTS) -> list[list[float]]:
     if len(points) <= limit:
         return points
@@ -128,21 +120,15 @@ def downsample(points: list[list[float]], limit: int = MAX_POINTS) -> list[list[
     return [points[int(i * every)] for i in range(limit - 1)] + [points[-1]]
 
 
-def snapshot(run_dir: Path) -> dict[str, Any]:
+def snapshot(run_dir: Path, caches: RunCaches | None = None) -> dict[str, Any]:
     """`runs show --json` of the run, plus its loss series and the events offset the live
     stream continues from."""
-    info = _core.summarize(run_dir)
-    lines, offset = read_lines(run_dir / "events.jsonl")
-    points: list[list[float]] = []
-    tb = _core.read_run_scalars(run_dir).series()
+    events, offset, points, scalars = (caches or RunCaches(1)).read(run_dir)
+    info = _core.summarize(run_dir, events, scalars)
+    tb = scalars.series()
     if tb:  # the trainer's per-step loss (TensorBoard logs), as `runs show` and `report` use
         points = [[p.step, p.value] for p in tb]
-    else:  # else sd-scripts' running average from its progress bar (the note says so)
-        for raw in lines:
-            with contextlib.suppress(ValueError):
-                p = loss_point(json.loads(raw))
-                if p is not None:
-                    points.append(p)
+    # else sd-scripts' running average from its progress bar (the loss note says so)
     info["loss_source"] = "tensorboard" if tb else "progress"
     state = info["state"]
     live = _core.live_status(run_dir, state)
@@ -234,6 +220,7 @@ def vram_check(cfg: ServeConfig, body: dict[str, Any]) -> dict[str, Any]:
 
 def create_app(cfg: ServeConfig) -> Starlette:
     index = RunIndex(cfg.runs)
+    caches = RunCaches()
     children = Children(cfg.home)
     env = Environment(loader=PackageLoader("lorakit.serve", "templates"), autoescape=select_autoescape())
     env.filters["tojson_safe"] = lambda v: (
@@ -267,7 +254,7 @@ def create_app(cfg: ServeConfig) -> Starlette:
 
     async def run_page(request: Request) -> Response:
         run_dir = run_dir_of(cfg, index, request.path_params["run"])
-        info = await run_in_threadpool(snapshot, run_dir)
+        info = await run_in_threadpool(snapshot, run_dir, caches)
         return page("run.html", info=info, active="runs")
 
     async def new_page(request: Request) -> Response:
@@ -304,7 +291,7 @@ def create_app(cfg: ServeConfig) -> Starlette:
 
     async def api_run(request: Request) -> Response:
         run_dir = run_dir_of(cfg, index, request.path_params["run"])
-        return JSONResponse(await run_in_threadpool(snapshot, run_dir))
+        return JSONResponse(await run_in_threadpool(snapshot, run_dir, caches))
 
     async def api_log(request: Request) -> Response:
         run_dir = run_dir_of(cfg, index, request.path_params["run"])
