@@ -100,11 +100,15 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--events", type=int, default=400)
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--big", type=int, default=20000, help="events of one long run (its page is timed too)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="lorakit-bench-serve-"))
     runs = tmp / "runs"
     t = time.perf_counter()
     names = make_runs(runs, args.runs, args.events)
+    big = make_runs(tmp / "big", 1, args.big)[0]
+    (tmp / "big" / big).rename(runs / f"long-{big.split('-', 1)[1]}")
+    big = f"long-{big.split('-', 1)[1]}"
     print(f"{args.runs} runs × {args.events} events written in {time.perf_counter() - t:.1f} s ({tmp})")
     env = dict(os.environ, LORAKIT_HOME=str(tmp / "home"))
     argv = ["lorakit", "serve", "--port", "0", "--runs", str(runs), "--root", str(REPO / "examples")]
@@ -128,6 +132,7 @@ def main() -> int:
         ("/api/runs?limit=500", "/api/runs?limit=500"),
         (f"/runs/{{run}} ({args.events} events)", f"/runs/{newest}"),
         ("/api/runs/{run}", f"/api/runs/{newest}"),
+        (f"/runs/{{run}} ({args.big} events)", f"/runs/{big}"),
         ("/new", "/new"),
         ("/queue", "/queue"),
         ("/gpus", "/gpus"),
