@@ -331,8 +331,11 @@ function gpusPage() {
     const r = await api("GET", "/api/gpus");
     if (!r.ok) return;
     $("#comfy-state").textContent = r.data.comfyui.state;
-    const bars = document.querySelectorAll(".gpu .bar div");
-    r.data.gpus.forEach((g, i) => { if (bars[i]) bars[i].style.width = `${(100 * g.used_gib) / g.total_gib}%`; });
+    const bars = document.querySelectorAll(".gpu .bar div"), mems = document.querySelectorAll(".gpu .mem");
+    r.data.gpus.forEach((g, i) => {
+      if (bars[i]) bars[i].style.width = `${(100 * g.used_gib) / g.total_gib}%`;
+      if (mems[i]) mems[i].textContent = `${g.used_gib} GiB used of ${g.total_gib} GiB (${g.free_gib} free)`;
+    });
   }, 1000);
 }
 
