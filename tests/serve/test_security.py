@@ -85,3 +85,22 @@ def test_the_serve_extra_missing_is_one_message(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert res.returncode == 3
     assert "lorakit[serve]" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/validate", {"preset": "comic-style", "overrides": 5}),
+        ("/api/validate", {"preset": ["comic-style"]}),
+        ("/api/vram-check", {"preset": "comic-style", "gpu": "x"}),
+        ("/api/runs", [1, 2]),
+    ],
+)
+def test_malformed_bodies_are_one_clear_400(server: Server, path: str, body: object) -> None:
+    status, out = server.post(path, body)
+    assert status == 400 and out["error"] and "internal error" not in out["error"]
+
+
+def test_malformed_query_is_a_400(server: Server) -> None:
+    status, out = server.get("/api/runs?limit=lots")
+    assert status == 400 and "whole number" in out["error"]

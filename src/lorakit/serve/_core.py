@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lorakit.cli.main import _save_crash as save_crash  # the CLI edge's crash file
 from lorakit.cli.resume import _require_gpu as require_run_gpu  # resume's GPU preflight
 from lorakit.cli.runs import _live as live_status  # the runs-list row's live part
 from lorakit.cli.runs import log_lines, summarize  # `runs tail` / `runs show --json`
@@ -80,6 +81,7 @@ __all__ = [
     "run_dir_path",
     "run_facts",
     "run_status",
+    "save_crash",
     "scan_dataset",
     "stop_run",
     "summarize",

@@ -38,7 +38,7 @@ from lorakit.serve import _core
 from lorakit.serve.children import Children
 from lorakit.serve.index import RunIndex
 from lorakit.serve.runcache import RunCaches
-from lorakit.serve.security import Guard, SecurityMiddleware
+from lorakit.serve.security import CrashMiddleware, Guard, SecurityMiddleware
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 FILE_SUFFIXES = {
@@ -69,6 +69,15 @@ class Problem(Exception):
     def __init__(self, status: int, message: str, fix: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.fix = status, message, fix
+
+
+def int_param(text: str | None, default: int) -> int:
+    if text is None:
+        return default
+    try:
+        return max(0, int(text))
+    except ValueError:
+        raise Problem(400, f"{text!r} is not a whole number") from None
 
 
 def error_json(exc: LorakitError) -> dict[str, Any]:
@@ -174,6 +183,11 @@ def inside_roots(cfg: ServeConfig, text: str, what: str) -> Path:
 
 def plan_request(cfg: ServeConfig, body: dict[str, Any], *, strict: bool = True) -> _core.PlanRequest:
     """The form as `lorakit train --preset P --config C --data D --set k=v ...` would give it."""
+    for key in ("preset", "config", "data"):
+        if not isinstance(body.get(key) or "", str):
+            raise Problem(400, f"{key} must be a string")
+    if not isinstance(body.get("overrides") or [], list):
+        raise Problem(400, "overrides must be a list of key=value strings")
     preset = (body.get("preset") or "").strip() or None
     config = inside_roots(cfg, body["config"], "config") if body.get("config") else None
     data = inside_roots(cfg, body["data"], "dataset folder") if body.get("data") else None
@@ -210,7 +224,7 @@ def vram_check(cfg: ServeConfig, body: dict[str, Any]) -> dict[str, Any]:
         budget = _core.Budget.from_vram(_core.parse_vram(str(body["vram"])))
         report = _core.check_fit(shape_from_spec(spec), budget, _core.run_facts(spec, dataset), want_fastest=fastest)
     else:
-        report = _core.precheck(spec, dataset, int(body.get("gpu") or 0), fastest=fastest)
+        report = _core.precheck(spec, dataset, int_param(str(body.get("gpu") or 0), 0), fastest=fastest)
     return dict(report.to_json())
 
 
@@ -286,7 +300,7 @@ def create_app(cfg: ServeConfig) -> Starlette:
     async def api_runs(request: Request) -> Response:
         qp = request.query_params
         rows = await run_in_threadpool(index.rows, status=qp.get("status"), q=qp.get("q"))
-        offset, limit = int(qp.get("offset", 0)), min(int(qp.get("limit", 100)), 500)
+        offset, limit = int_param(qp.get("offset"), 0), min(int_param(qp.get("limit"), 100), 500)
         return JSONResponse({"runs": rows[offset : offset + limit], "count": len(rows)})
 
     async def api_run(request: Request) -> Response:
@@ -295,7 +309,7 @@ def create_app(cfg: ServeConfig) -> Starlette:
 
     async def api_log(request: Request) -> Response:
         run_dir = run_dir_of(cfg, index, request.path_params["run"])
-        n = min(int(request.query_params.get("lines", 200)), 5000)
+        n = min(int_param(request.query_params.get("lines"), 200), 5000)
         path = run_dir / "train.log"
         data = path.read_bytes()[-400_000:] if path.is_file() else b""
         return JSONResponse({"lines": _core.log_lines(data)[-n:]})
@@ -407,7 +421,8 @@ def create_app(cfg: ServeConfig) -> Starlette:
         from lorakit.gpu import comfyui
 
         body = await body_of(request)
-        result = await run_in_threadpool(comfyui.free, ComfyUISection().url, gpu_index=int(body.get("gpu") or 0))
+        gpu = int_param(str(body.get("gpu") or 0), 0)
+        result = await run_in_threadpool(comfyui.free, ComfyUISection().url, gpu_index=gpu)
         return JSONResponse(result.to_json())
 
     async def api_queue(request: Request) -> Response:
@@ -524,6 +539,7 @@ def create_app(cfg: ServeConfig) -> Starlette:
         lifespan=lifespan,
     )
     app.add_middleware(SecurityMiddleware, guard=cfg.guard)
+    app.add_middleware(CrashMiddleware)  # outermost: added last
     app.state.index = index
     app.state.children = children
     return app

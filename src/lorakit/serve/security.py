@@ -101,3 +101,36 @@ async def _reply(send: Send, status: int, text: str, extra: list[tuple[str, str]
     headers += [(k.encode(), v.encode()) for k, v in extra or []]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class CrashMiddleware:
+    """A bug in a route: one JSON message naming the file that holds the traceback (as the CLI's
+    edge does), never a traceback in the answer or in the server's terminal."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            from lorakit.serve._core import save_crash
+
+            where = save_crash(exc)
+            if not started:
+                text = (
+                    f"lorakit hit an internal error ({type(exc).__name__}: {exc}). This is a bug in lorakit; "
+                    f"the details are in {where} (attach it to a bug report)."
+                )
+                await _reply(send, 500, text)
