@@ -130,7 +130,7 @@ def stop_server(srv: Server) -> None:
 # the stand-in trainer prints real recorded sd-scripts output (tests/fixtures/sdscripts)
 REPLAY = {
     "FAKE_REPLAY": str(FIXTURES / "sdxl_success.log"),
-    "FAKE_CHUNK": "300",
+    "FAKE_CHUNK": "600",
     "FAKE_DELAY": "0.03",
     "FAKE_LORA": "1",
     "FAKE_SAMPLE": "1",

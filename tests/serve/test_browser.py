@@ -49,7 +49,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # the recorded log replayed slowly, a training state saved first, then a while of "training"
-    fake = {**REPLAY, "FAKE_DELAY": "0.05", "FAKE_STATE": "1:4", "FAKE_SLEEP": "3"}
+    fake = {**REPLAY, "FAKE_CHUNK": "300", "FAKE_DELAY": "0.05", "FAKE_STATE": "1:4", "FAKE_SLEEP": "3"}
     srv = start_server(tmp_path_factory.mktemp("browser"), fake=fake)
     yield srv
     stop_server(srv)
