@@ -172,3 +172,13 @@ def test_queue_add_list_remove(server: Server) -> None:
     assert q["jobs"] == []
     status, out = server.post("/api/queue", train_body(server, "training.batch_size=0"))
     assert status == 400 and out["fields"][0]["path"] == "training.batch_size"
+
+
+def test_queue_runner_start_and_stop(server: Server) -> None:
+    status, out = server.post("/api/queue/runner/stop")
+    assert status == 409 and "not running" in out["error"]
+    # nothing queued: `lorakit queue run` works through an empty queue and stops at once
+    status, out = server.post("/api/queue/runner/start")
+    assert status == 202 and out["running"] is False and out["exit_code"] == 0, out
+    status, q = server.get("/api/queue")
+    assert q["runner"]["running"] is False

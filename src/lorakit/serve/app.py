@@ -452,11 +452,11 @@ def create_app(cfg: ServeConfig) -> Starlette:
         return JSONResponse({"order": order})
 
     async def api_runner(request: Request) -> Response:
-        await body_of(request)
+        body = await body_of(request)
         action = request.path_params["action"]
         store = _core.QueueStore(cfg.home)
         if action == "start":
-            return JSONResponse(await run_in_threadpool(children.start_queue_runner, cfg), status_code=202)
+            return JSONResponse(await run_in_threadpool(children.start_queue_runner, cfg, body), status_code=202)
         if action == "stop":
             return JSONResponse(await run_in_threadpool(children.stop_queue_runner, store), status_code=202)
         raise Problem(404, "unknown action")

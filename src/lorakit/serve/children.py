@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from lorakit.serve.app import ServeConfig
 
 FOUND_TIMEOUT_S = 60.0
+RUNNER_SETTLE_S = 2.0  # a queue runner that exits sooner: its outcome is the answer
 
 
 @dataclass
@@ -141,9 +142,24 @@ class Children:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
             return None
 
-    def start_queue_runner(self, cfg: ServeConfig) -> dict[str, Any]:
-        child = self.spawn(["queue", "run"], cwd=cfg.cwd, what="queue")
-        return {"pid": child.proc.pid, "log": str(child.log)}
+    def start_queue_runner(self, cfg: ServeConfig, body: dict[str, Any]) -> dict[str, Any]:
+        """`lorakit queue run [--gpus IDS] [--share]`; its refusals (no GPU, a runner already
+        at work) come back as its own error when it exits within a moment."""
+        args = ["queue", "run"]
+        if body.get("gpus"):
+            args += ["--gpus", str(body["gpus"])]
+        if body.get("share"):
+            args.append("--share")
+        child = self.spawn(args, cwd=cfg.cwd, what="queue")
+        try:
+            code = child.proc.wait(timeout=RUNNER_SETTLE_S)
+        except subprocess.TimeoutExpired:
+            return {"pid": child.proc.pid, "log": str(child.log), "running": True}
+        if code not in (0, 1):
+            raise _child_error(child)
+        return {"pid": child.proc.pid, "log": str(child.log), "running": False, "exit_code": code,
+                "message": "the queue runner worked through the queue and stopped" if code == 0
+                else f"the queue runner stopped: a job failed (see {child.log})"}  # fmt: skip
 
     def stop_queue_runner(self, store: _core.QueueStore) -> dict[str, Any]:
         """SIGINT to the runner, as Ctrl-C in its terminal: it stops placing jobs and forwards

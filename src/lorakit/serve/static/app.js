@@ -309,7 +309,7 @@ function queuePage() {
   }));
   $("#runner-start").addEventListener("click", async () => {
     const r = await api("POST", "/api/queue/runner/start");
-    say(r.ok ? `runner started (pid ${r.data.pid})` : errText(r.data), !r.ok);
+    say(r.ok ? (r.data.running ? `runner started (pid ${r.data.pid})` : r.data.message) : errText(r.data), !r.ok);
   });
   $("#runner-stop").addEventListener("click", async () => {
     const r = await api("POST", "/api/queue/runner/stop");
