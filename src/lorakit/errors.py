@@ -51,3 +51,24 @@ class TrainingFailed(LorakitError):
 
 class Interrupted(LorakitError):
     exit_code = EXIT_INTERRUPTED
+
+
+def save_crash(exc: BaseException) -> str:
+    """Write the traceback to a file the user can attach; its path (or why there is none)."""
+    import os
+    import sys
+    import tempfile
+    import time
+    import traceback
+
+    from lorakit import __version__ as version
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    argv = " ".join(sys.argv)
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"lorakit-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"lorakit {version}\nargv: {argv}\n\n{text}")
+        return path
+    except OSError:
+        return "(no file could be written; run again with LORAKIT_DEBUG=1 to see it)"

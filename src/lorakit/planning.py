@@ -140,3 +140,45 @@ def spec_diff(loaded: LoadedSpec) -> list[tuple[str, Any, Any]]:
     return [
         (k, before.get(k), after[k]) for k in after if before.get(k) != after[k] and k not in ("description", "source")
     ]
+
+
+def plan_json(planned: PlannedRun) -> dict[str, Any]:
+    p, d = planned.plan, planned.dataset
+    return {
+        "preset": planned.loaded.preset,
+        "argv": p.argv,
+        "command": p.command_text(),
+        "cwd": str(p.cwd),
+        "env": p.env,
+        "run_dir": str(p.run_dir),
+        "dataset_toml": p.dataset_toml,
+        "sample_prompts": p.sample_prompts,
+        "steps": {
+            "images_x_repeats": p.steps.images_x_repeats,
+            "batch_size": p.steps.batch_size,
+            "batches_per_epoch": p.steps.batches_per_epoch,
+            "steps_per_epoch": p.steps.steps_per_epoch,
+            "n_gpus": p.steps.n_gpus,
+            "effective_batch": p.steps.effective_batch,
+            "epochs": p.steps.epochs,
+            "total_steps": p.steps.total_steps,
+            "formula": p.steps.formula(),
+        },
+        "dataset": {
+            "root": str(d.root),
+            "layout": d.layout,
+            "concepts": [
+                {
+                    "folder": str(c.folder),
+                    "images": c.images,
+                    "captioned": c.captioned,
+                    "repeats": c.repeats,
+                    "class_tokens": c.class_tokens,
+                }
+                for c in d.concepts
+            ],
+        },
+        "changes": [{"key": k, "preset": a, "value": b} for k, a, b in spec_diff(planned.loaded)],
+        "spec": spec_dump(planned.spec),
+        "warnings": planned.warnings,
+    }

@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"run"},
     {"report", "bench", "tryout"},
     {"training"},
+    {"serve"},
     {"cli", "__main__"},
 ]
 

@@ -17,7 +17,7 @@ RULES: dict[str, tuple[str, set[str]]] = {
         r"\bos\.replace\(|\bos\.rename\(|\.replace\((?:path|dest|dst|target)\)|tempfile\.mkstemp",
         {
             "fs.py",
-            "cli/main.py",  # the crash report: a new uniquely named file, never a replace
+            "errors.py",  # the crash report (save_crash): a new uniquely named file, never a replace
             "dataset/prepare.py",  # swaps whole output folders (directories, not files)
         },
     ),

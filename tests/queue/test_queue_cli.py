@@ -110,6 +110,18 @@ def test_remove(q: Q) -> None:
     assert list(q.jobs()) == ["b"]
 
 
+def test_move(q: Q) -> None:
+    for name in ("a", "b", "c"):
+        q.add(name)
+    r = q.cli("queue", "move", "3", "1")
+    assert r.returncode == 0 and "queue order: 3 1 2" in r.stdout
+    assert list(q.jobs()) == ["c", "a", "b"]
+    r = q.cli("queue", "move", "3", "9")  # past the end: last
+    assert r.returncode == 0 and list(q.jobs()) == ["a", "b", "c"]
+    r = q.cli("queue", "move", "7", "1")
+    assert r.returncode == 2 and "no job 7" in r.stderr
+
+
 def test_default_estimate_comes_from_the_spec(q: Q) -> None:
     r = q.cli(
         "queue", "add", "--preset", "comic-style", "--data", str(q.data), "--json",

@@ -21,11 +21,13 @@ from lorakit.cli import queue as queue_cmd
 from lorakit.cli import report as report_cmd
 from lorakit.cli import resume as resume_cmd
 from lorakit.cli import runs as runs_cmd
+from lorakit.cli import serve as serve_cmd
 from lorakit.cli import setup as setup_cmd
 from lorakit.cli import train as train_cmd
 from lorakit.cli import vram as vram_cmd
 from lorakit.cli._console import err_console
 from lorakit.errors import LorakitError
+from lorakit.errors import save_crash as _save_crash
 
 app = typer.Typer(
     name="lorakit",
@@ -47,6 +49,7 @@ queue_cmd.register(app)
 report_cmd.register(app)
 bench_cmd.register(app)
 __import__("lorakit.cli.tryout").cli.tryout.register(app)  # issue 18: lorakit try
+serve_cmd.register(app)
 
 
 def _version(value: bool) -> None:
@@ -94,24 +97,6 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
             soft_wrap=True,
         )
         sys.exit(1)
-
-
-def _save_crash(exc: BaseException) -> str:
-    """Write the traceback to a file the user can attach; its path (or why there is none)."""
-    import os
-    import tempfile
-    import time
-    import traceback
-
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    argv = " ".join(sys.argv)
-    try:
-        fd, path = tempfile.mkstemp(prefix=f"lorakit-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"lorakit {__version__}\nargv: {argv}\n\n{text}")
-        return path
-    except OSError:
-        return "(no file could be written; run again with LORAKIT_DEBUG=1 to see it)"
 
 
 def disk_problem(exc: OSError) -> LorakitError | None:

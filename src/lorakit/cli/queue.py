@@ -119,6 +119,18 @@ def remove(
     console.print(f"removed {len(gone)} job(s): {', '.join(j.id for j in gone) or '-'}")
 
 
+@app.command("move")
+def move(
+    job: str = typer.Argument(..., help="Job id (lorakit queue list)."),
+    position: int = typer.Argument(..., help="New place in the queue, 1 = first."),
+) -> None:
+    """Move a job to another place in the queue (waiting jobs start in queue order)."""
+    from lorakit.run.queue import QueueStore, move_job
+
+    order = move_job(QueueStore(), job, position)
+    console.print(f"queue order: {' '.join(order)}")
+
+
 @app.command("run")
 def run(
     gpus: str | None = typer.Option(

@@ -37,13 +37,13 @@ def resume(
     from lorakit.kohya.install import require_trainer
     from lorakit.run.folder import find_run
     from lorakit.run.live import make_view
-    from lorakit.run.resume import last_state
+    from lorakit.run.resume import last_state, require_run_gpu
     from lorakit.training import resume_run
 
     run_dir = find_run(run, runs_dir)
     state = last_state(run_dir)
     trainer = require_trainer(sd_scripts)
-    _require_gpu(run_dir)
+    require_run_gpu(run_dir)
     if not quiet:
         console.print(f"[bold]Resuming[/] {run_dir} from {state.path.name} (epoch {state.epoch}, step {state.step})")
     outcome, check = resume_run(run_dir, trainer, runs_dir=runs_dir, observer=make_view(quiet=quiet, console=console))
@@ -55,20 +55,3 @@ def resume(
     print_outcome(outcome)
     if check.ok is False:
         raise typer.Exit(1)
-
-
-def _require_gpu(run_dir: Path) -> None:
-    """No GPU: exit 3 before a trainer starts (the run's own first GPU, else 0)."""
-    import yaml
-
-    from lorakit.gpu.guard import require_gpu
-    from lorakit.run.folder import SPEC_FILE
-
-    gpus: object = None
-    try:
-        spec = yaml.safe_load((run_dir / SPEC_FILE).read_text(encoding="utf-8")) or {}
-        gpus = (spec.get("training") or {}).get("gpus")
-    except (OSError, yaml.YAMLError, AttributeError):
-        pass
-    first = gpus[0] if isinstance(gpus, list) and gpus and isinstance(gpus[0], int) else 0
-    require_gpu(first)

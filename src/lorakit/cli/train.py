@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -90,52 +90,10 @@ def train(
         raise typer.Exit(code)
 
 
-def plan_json(planned: PlannedRun) -> dict[str, Any]:
-    from lorakit.planning import spec_diff, spec_dump
-
-    p, d = planned.plan, planned.dataset
-    return {
-        "preset": planned.loaded.preset,
-        "argv": p.argv,
-        "command": p.command_text(),
-        "cwd": str(p.cwd),
-        "env": p.env,
-        "run_dir": str(p.run_dir),
-        "dataset_toml": p.dataset_toml,
-        "sample_prompts": p.sample_prompts,
-        "steps": {
-            "images_x_repeats": p.steps.images_x_repeats,
-            "batch_size": p.steps.batch_size,
-            "batches_per_epoch": p.steps.batches_per_epoch,
-            "steps_per_epoch": p.steps.steps_per_epoch,
-            "n_gpus": p.steps.n_gpus,
-            "effective_batch": p.steps.effective_batch,
-            "epochs": p.steps.epochs,
-            "total_steps": p.steps.total_steps,
-            "formula": p.steps.formula(),
-        },
-        "dataset": {
-            "root": str(d.root),
-            "layout": d.layout,
-            "concepts": [
-                {
-                    "folder": str(c.folder),
-                    "images": c.images,
-                    "captioned": c.captioned,
-                    "repeats": c.repeats,
-                    "class_tokens": c.class_tokens,
-                }
-                for c in d.concepts
-            ],
-        },
-        "changes": [{"key": k, "preset": a, "value": b} for k, a, b in spec_diff(planned.loaded)],
-        "spec": spec_dump(planned.spec),
-        "warnings": planned.warnings,
-    }
-
-
 def print_plan(planned: PlannedRun, *, as_json: bool, dry_run: bool) -> None:
     if as_json:
+        from lorakit.planning import plan_json
+
         print(json.dumps(plan_json(planned), indent=2, ensure_ascii=False))
         return
     from lorakit.planning import spec_diff

@@ -48,6 +48,7 @@ from lorakit.run.queue_jobs import find_run_dir as find_run_dir
 from lorakit.run.queue_jobs import free_comfyui as free_comfyui
 from lorakit.run.queue_jobs import gpu_facts_from_file as gpu_facts_from_file
 from lorakit.run.queue_jobs import gpu_facts_from_nvml as gpu_facts_from_nvml
+from lorakit.run.queue_jobs import move_job as move_job
 from lorakit.run.queue_jobs import remove_jobs as remove_jobs
 from lorakit.run.queue_store import FINAL as FINAL
 from lorakit.run.queue_store import QUEUE_DIR as QUEUE_DIR

@@ -83,6 +83,18 @@ def remove_jobs(store: QueueStore, ids: Sequence[str], *, finished: bool = False
     return gone
 
 
+def move_job(store: QueueStore, job_id: str, position: int) -> list[str]:
+    """Move a job to ``position`` (1 = first) in the queue's order, which is the order the
+    runner considers waiting jobs in; the ids in their new order."""
+    if position < 1:
+        raise LorakitError(f"position {position} is not in the queue", fix="positions start at 1")
+    with store.transaction() as q:
+        job = q.get(job_id)
+        q.jobs.remove(job)
+        q.jobs.insert(min(position, len(q.jobs) + 1) - 1, job)
+        return [j.id for j in q.jobs]
+
+
 # ---------------------------------------------------------------------------------------
 # GPU facts
 

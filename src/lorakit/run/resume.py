@@ -470,3 +470,19 @@ def finish_resume(run_dir: Path, check: ResumeCheck) -> None:
     from lorakit.run.folder import update_state
 
     update_state(run_dir, resume_check="ok" if check.ok else ("restarted" if check.ok is False else "unknown"))
+
+
+def require_run_gpu(run_dir: Path) -> None:
+    """No GPU: exit 3 before a trainer starts (the run's own first GPU, else 0)."""
+    import yaml
+
+    from lorakit.gpu.guard import require_gpu
+
+    gpus: object = None
+    try:
+        spec = yaml.safe_load((run_dir / SPEC_FILE).read_text(encoding="utf-8")) or {}
+        gpus = (spec.get("training") or {}).get("gpus")
+    except (OSError, yaml.YAMLError, AttributeError):
+        pass
+    first = gpus[0] if isinstance(gpus, list) and gpus and isinstance(gpus[0], int) else 0
+    require_gpu(first)
