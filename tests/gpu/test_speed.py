@@ -149,3 +149,24 @@ def test_card_budget_and_cli(lorakit) -> None:  # type: ignore[no-untyped-def]
     assert bad.code == 2 and "RTX 3090" in bad.err and "Traceback" not in bad.err
     h = lorakit("vram-check", "--help")
     assert "--card" in h.out and "THIS GPU" in h.out
+
+
+def test_measured_fp8_rows_replace_the_assumption() -> None:
+    from lorakit.gpu.measurements import Measurement
+    from lorakit.gpu.throughput import build
+
+    def row(i: str, s: TrainShape, sps: float) -> Measurement:
+        return Measurement(i, "speed", s, "NVIDIA H200", s_per_step=sps)
+
+    plain = [
+        row(f"r{b}{gc}", TrainShape(batch_size=b, gradient_checkpointing=gc, dim=128), 0.5 + b * (0.06 if gc else 0.04))
+        for b in (1, 4, 8)
+        for gc in (False, True)
+    ]
+    s = TrainShape(batch_size=16, gradient_checkpointing=True, fp8_base=True, dim=128)
+    before = build(plain).models[("H200", "sdxl")].s_per_step(s)
+    fp8 = [row(f"f{b}", s.with_(batch_size=b), 0.55 + b * 0.06 * 1.1) for b in (4, 16)]
+    m = build(plain + fp8).models[("H200", "sdxl")]
+    assert (m.fp8_s, m.fp8_image) == pytest.approx((0.05, 1.1))
+    assert m.s_per_step(s) == pytest.approx(0.55 + 16 * 0.066) and m.s_per_step(s) > before
+    assert m.s_per_step(s.with_(fp8_base=False)) == pytest.approx(0.5 + 16 * 0.06)

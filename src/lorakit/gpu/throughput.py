@@ -112,6 +112,8 @@ class SpeedModel:
     spread: float = RUN_NOISE  # relative uncertainty at measured batches
     bandwidth_gbs: float = 4800.0
     lycoris_s: float = 0.0  # LyCORIS weight rebuild per step on this card
+    fp8_s: float | None = None  # fp8 base per step when measured (else the assumption below)
+    fp8_image: float = 1.0  # fp8 base factor on the per-image time when measured
 
     # the three numbers of the old per-class fit (tests and docs read them)
     @property
@@ -131,13 +133,18 @@ class SpeedModel:
         t = work(s) * self.tau * (self.gc_ratio if s.gradient_checkpointing else 1.0)
         if s.precision == "fp32":
             t *= FP32_SLOWDOWN
+        elif s.fp8_base:
+            t *= self.fp8_image
         return t
 
     def fixed_s(self, s: TrainShape) -> float:
         t = self.c0
         if s.fp8_base and s.precision != "fp32":
-            base_bytes = arch(s.family).denoiser_params * 3  # read fp8, write 16-bit
-            t += FP8_CAST_S + 2 * base_bytes / (self.bandwidth_gbs * 1e9)
+            if self.fp8_s is not None:
+                t += self.fp8_s
+            else:
+                base_bytes = arch(s.family).denoiser_params * 3  # read fp8, write 16-bit
+                t += FP8_CAST_S + 2 * base_bytes / (self.bandwidth_gbs * 1e9)
         if _is_lycoris(s):
             t += self.lycoris_s
         if s.blocks_to_swap:
@@ -339,6 +346,7 @@ def build(rows: Sequence[Measurement]) -> SpeedTable:
     ref = reference().name
     plain: dict[tuple[str, str], list[Measurement]] = defaultdict(list)
     lyco: dict[tuple[str, str], list[Measurement]] = defaultdict(list)
+    fp8: dict[tuple[str, str], list[Measurement]] = defaultdict(list)
     seen: set[tuple[str, TrainShape, float]] = set()
     for m in rows:
         if not m.s_per_step:
@@ -349,6 +357,8 @@ def build(rows: Sequence[Measurement]) -> SpeedTable:
         seen.add(run)
         if _plain(m.shape):
             plain[_group_key(m)].append(m)
+        elif _plain(m.shape.with_(fp8_base=False)):
+            fp8[_group_key(m)].append(m)
         elif _is_lycoris(m.shape) and m.shape.precision != "fp32" and not m.shape.fp8_base:
             lyco[_group_key(m)].append(m)
     models: dict[tuple[str, str], SpeedModel] = {}
@@ -387,6 +397,12 @@ def build(rows: Sequence[Measurement]) -> SpeedTable:
         lora = [m.shape.with_(network_kind="lora", conv_dim=None) for m in rs]
         extra = statistics.median(m.s_per_step - base.s_per_step(s) for m, s in zip(rs, lora, strict=True))  # type: ignore[operator]
         models[key] = replace(base, lycoris_s=max(0.0, extra))
+    # fp8 base: the measured excess over the same shape without it, a per-step part and a
+    # per-image factor when the rows span batches (else per step only)
+    for key, rs in fp8.items():
+        base = models.get(key)
+        if base is not None:
+            models[key] = _fit_fp8(base, rs)
     for key, own in list(models.items()):
         if key[0] != ref and (ref, key[1]) in models and models[(ref, key[1])].lycoris_s and not own.lycoris_s:
             card = find(key[0])
@@ -423,6 +439,19 @@ def build(rows: Sequence[Measurement]) -> SpeedTable:
         if rhos and len(ks) < len(rs):
             gc_ratios[name] = statistics.mean(rhos)
     return SpeedTable(models, anchors, counts, ref, gc_ratios)
+
+
+def _fit_fp8(base: SpeedModel, rows: list[Measurement]) -> SpeedModel:
+    data = []
+    for m in rows:
+        assert m.s_per_step is not None
+        plain = m.shape.with_(fp8_base=False)
+        data.append(([1.0, plain.batch_size * base.per_image_s(plain)], m.s_per_step - base.s_per_step(plain)))
+    if len({round(x[1], 4) for x, _ in data}) >= 2:
+        sol = _lstsq(data)
+        if sol is not None and sol[0] >= 0 and sol[1] > -0.5:
+            return replace(base, fp8_s=sol[0], fp8_image=1 + sol[1])
+    return replace(base, fp8_s=max(0.0, statistics.median(y for _, y in data)))
 
 
 def _max_batch(rows: list[Measurement]) -> int:
