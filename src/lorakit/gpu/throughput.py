@@ -459,9 +459,13 @@ def _max_batch(rows: list[Measurement]) -> int:
 
 
 def load_rows(data_dir: Path | None = None) -> list[Measurement]:
+    """The VRAM data files' rows and every ``speed_measurements*.json`` (speed-only rows, e.g. the
+    ones scripts/gpu/speed_i12_table.py --rows-out writes)."""
     rows, _ = load_all(data_dir)
-    extra, _ = load_file((data_dir or DATA_DIR) / SPEED_FILE.name, "speed")
-    return rows + extra
+    for path in sorted((data_dir or DATA_DIR).glob("speed_measurements*.json")):
+        extra, _ = load_file(path, "speed")
+        rows += extra
+    return rows
 
 
 _TABLE: list[SpeedTable] = []
