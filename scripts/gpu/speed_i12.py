@@ -194,10 +194,6 @@ class Run:
     rc: int | None = None
     shape: dict[str, Any] | None = None  # the config as the estimator sees it (vram-check's estimate.config)
 
-    @property
-    def exclusive(self) -> bool:
-        return (self.est_gib or 0) > 112
-
     def runs_dir(self) -> Path:
         return BASE / "runs" / self.tag
 
@@ -341,9 +337,8 @@ def schedule(queue: list[Run]) -> None:
             used = sum((r.est_gib or 20) if r.state == "training" else ALLOWANCE_GIB for r in alive)
             biggest = max([(r.est_gib or 20) for r in [*alive, nxt]], default=0)
             others = ALLOWANCE_GIB * len(alive)
+            # now, and when the biggest of them trains while the others load or wait
             fits = used + ALLOWANCE_GIB <= total_gib - 3 and biggest + others <= total_gib - 3
-            if (nxt.exclusive and alive) or any(r.exclusive for r in alive):
-                fits = False
             if fits:
                 launch(queue.pop(0))
                 alive.append(nxt)
