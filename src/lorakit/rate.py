@@ -89,3 +89,14 @@ def _burst(points: list[Progress], warmup: int) -> bool:
     t_span = max(p.t for p in after) - min(p.t for p in after)
     e_span = max(float(p.elapsed_s or 0.0) for p in after) - min(float(p.elapsed_s or 0.0) for p in after)
     return e_span > 0 and t_span < 0.5 * e_span
+
+
+def median_and_spread(rates: list[float]) -> tuple[float | None, float | None]:
+    """Median of repeated windows' rates (``bench``: each window through
+    :func:`steady_s_per_step`) and their spread, (slowest − fastest) / median."""
+    if not rates:
+        return None, None
+    import statistics
+
+    med = statistics.median(rates)
+    return med, (max(rates) - min(rates)) / med if med else None

@@ -32,7 +32,8 @@ RULES: dict[str, tuple[str, set[str]]] = {
         {"proc.py", "kohya/install.py", "run/lock.py"},
     ),
     "duration formatting": (r"\bdivmod\(", {"fmt.py"}),
-    "steady rate (median of step intervals)": (r"statistics\.median\(", {"rate.py"}),
+    # gpu/throughput.py: medians over measured rows while fitting the speed model, not a run's rate
+    "steady rate (median of step intervals)": (r"statistics\.median\(", {"rate.py", "gpu/throughput.py"}),
     "TOML string escaping": (r"json\.dumps\(str\(|\\\\u\{code:04X\}", {"toml_out.py"}),
     "steady s/step algorithm": (r"def steady_s_per_step\((?!self)", {"rate.py", "bench.py", "report/summary.py"}),
 }

@@ -1,55 +1,147 @@
 """The `lorakit` command. Sub-command groups live one per module in this package; this
-module only wires them together and turns typed errors into one message + exit code.
-Nothing heavy (torch, PIL, matplotlib, numpy) may be imported at module level here or in
-any module this one imports: `lorakit --help` must stay instant."""
+module only wires them together (lazily: a command's module is imported when that command
+runs, so `lorakit --help` imports none of them) and turns typed errors into one message +
+exit code. Nothing heavy (torch, PIL, matplotlib, numpy) may be imported at module level here
+or in any module this one imports: `lorakit --help` must stay instant (docs/cli-speed.md).
+
+Adding a command is one line in ``COMMANDS``: its name, its module and the one-line help
+`lorakit --help` lists. The module either has ``register(app)`` (which adds the command(s) to
+a Typer app) or a Typer ``app`` (a command group, added under the name).
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import typer
-from rich.markup import escape
+import typer.core
 
 from lorakit import __version__
-from lorakit.cli import bench as bench_cmd
-from lorakit.cli import dataset as dataset_cmd
-from lorakit.cli import doctor as doctor_cmd
-from lorakit.cli import presets as presets_cmd
-from lorakit.cli import queue as queue_cmd
-from lorakit.cli import report as report_cmd
-from lorakit.cli import resume as resume_cmd
-from lorakit.cli import runs as runs_cmd
-from lorakit.cli import serve as serve_cmd
-from lorakit.cli import setup as setup_cmd
-from lorakit.cli import train as train_cmd
-from lorakit.cli import vram as vram_cmd
-from lorakit.cli._console import err_console
 from lorakit.errors import LorakitError
 from lorakit.errors import save_crash as _save_crash
 
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    module: str
+    help: str  # the line `lorakit --help` shows; tests/core/test_cli_lazy.py keeps it equal to the module's
+
+
+COMMANDS: tuple[Entry, ...] = (
+    Entry("train", "lorakit.cli.train", "Train a LoRA with sd-scripts."),
+    Entry(
+        "resume",
+        "lorakit.cli.resume",
+        "Continue a run from its last saved training state (needs saving.save_state=true).",
+    ),
+    Entry(
+        "setup",
+        "lorakit.cli.setup",
+        "Install kohya-ss sd-scripts (pinned, tested commit) with its own venv, or record an existing one.",
+    ),
+    Entry(
+        "doctor",
+        "lorakit.cli.doctor",
+        "Check the training environment and say what is missing (exit 3 if a required part is).",
+    ),
+    Entry("vram-check", "lorakit.cli.vram", "Estimate peak GPU memory of a training config and say whether it fits."),
+    Entry(
+        "report",
+        "lorakit.cli.report",
+        "Regenerate a run's report (loss curve, samples grid, summary table) from its events.jsonl and the per-step "
+        "loss the trainer logged to its logs/ folder (TensorBoard event files).",
+    ),
+    Entry(
+        "bench", "lorakit.cli.bench", "Measure a preset on this GPU: N steps through the normal `lorakit train` path."
+    ),
+    Entry(
+        "synth-model",
+        "lorakit.cli.bench",
+        "Write a random-weight base model with the exact key layout sd-scripts loads.",
+    ),
+    Entry("presets", "lorakit.cli.presets", "List, show and copy the shipped presets."),
+    Entry("dataset", "lorakit.cli.dataset", "Inspect and prepare image datasets."),
+    Entry("runs", "lorakit.cli.runs", "Runs: list them, show one, follow its log."),
+    Entry("queue", "lorakit.cli.queue", "Queue trainings; `queue run` starts each when a GPU's free memory fits it."),
+    Entry(
+        "try",
+        "lorakit.cli.tryout",
+        "Render the run's sample prompts with its LoRA in your running ComfyUI, at LoRA strengths 0 / 0.5 / 1 "
+        "(or --strength), one fixed seed, and put the grid (prompts × strengths) into the run folder "
+        "(comfyui-try.png, images in comfyui/) and its report.",
+    ),
+    Entry(
+        "serve",
+        "lorakit.cli.serve",
+        "Start the local web dashboard: runs, live progress and loss, new trainings with the same checks as "
+        "`lorakit train`, the queue and the GPUs.",
+    ),
+)
+_BY_NAME = {e.name: e for e in COMMANDS}
+
+
+def load_command(name: str) -> Any:
+    """The real click command of table entry ``name`` (its module imported now)."""
+    entry = _BY_NAME[name]
+    module = importlib.import_module(entry.module)
+    scratch = typer.Typer()
+
+    @scratch.callback()
+    def _group() -> None:  # a callback keeps typer from collapsing a one-command app
+        pass
+
+    if hasattr(module, "register"):
+        module.register(scratch)
+    else:
+        scratch.add_typer(module.app, name=entry.name)
+    group = typer.main.get_command(scratch)
+    return group.commands[entry.name]  # type: ignore[attr-defined]
+
+
+class LazyGroup(typer.core.TyperGroup):
+    """Lists ``COMMANDS`` from the table; imports a command's module only to run it (or to show
+    that command's own help)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*(e.name for e in COMMANDS), *(n for n in super().list_commands(ctx) if n not in _BY_NAME)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None or cmd_name not in _BY_NAME:
+            return cmd
+        # listing (`lorakit --help`, completion): a stand-in with the table's help, nothing imported
+        return typer.core.TyperCommand(name=cmd_name, help=_BY_NAME[cmd_name].help)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] in _BY_NAME and args[0] not in self.commands:
+            self.add_command(load_command(args[0]), args[0])
+        try:
+            return super().resolve_command(ctx, args)
+        except Exception as exc:  # click's UsageError: name the table's close matches
+            message = getattr(exc, "message", None)
+            if isinstance(message, str) and args and "Did you mean" not in message:
+                import difflib
+
+                close = difflib.get_close_matches(args[0], list(_BY_NAME))
+                if close:
+                    exc.message = f"{message.rstrip('.')}. Did you mean {', '.join(repr(c) for c in close)}?"  # type: ignore[attr-defined]
+            raise
+
+
 app = typer.Typer(
     name="lorakit",
+    cls=LazyGroup,
     help="From a folder of images to a trained SDXL / SD 3.5 LoRA, with kohya-ss sd-scripts.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(presets_cmd.app, name="presets")
-app.add_typer(dataset_cmd.app, name="dataset")
-app.add_typer(runs_cmd.app, name="runs")
-train_cmd.register(app)
-resume_cmd.register(app)
-setup_cmd.register(app)
-doctor_cmd.register(app)
-vram_cmd.register(app)
-queue_cmd.register(app)
-report_cmd.register(app)
-bench_cmd.register(app)
-__import__("lorakit.cli.tryout").cli.tryout.register(app)  # issue 18: lorakit try
-serve_cmd.register(app)
 
 
 def _version(value: bool) -> None:
@@ -76,19 +168,33 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except LorakitError as exc:
+        from rich.markup import escape
+
+        from lorakit.cli._console import err_console
+
         err_console.print(f"[bold red]error:[/] {escape(exc.render())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except OSError as exc:
         problem = disk_problem(exc)
         if problem is None:
             raise
+        from rich.markup import escape
+
+        from lorakit.cli._console import err_console
+
         err_console.print(f"[bold red]error:[/] {escape(problem.render())}", highlight=False, soft_wrap=True)
         sys.exit(problem.exit_code)
     except KeyboardInterrupt:
+        from lorakit.cli._console import err_console
+
         err_console.print("[bold red]interrupted[/]", highlight=False)
         sys.exit(130)
     except Exception as exc:  # a bug in lorakit: one message, the traceback kept in a file
         where = _save_crash(exc)
+        from rich.markup import escape
+
+        from lorakit.cli._console import err_console
+
         err_console.print(
             f"[bold red]error:[/] lorakit hit an internal error ({escape(type(exc).__name__)}: {escape(str(exc))}). "
             f"This is a bug in lorakit, not in your files; the details are in {escape(where)} "

@@ -27,9 +27,16 @@ config does not fit, the cheapest changes that make it fit are listed, ranked by
 they cost, each with its new estimate. Verdicts: fits (with a 10 % margin), tight (within
 the estimator's ±10 %), does not fit.
 
+Which GPU: without options, this machine's GPU and its free memory. --vram X on a machine with
+a GPU is a budget on THIS GPU (and uses its speed data); --card NAME answers for another card
+from the table (its memory, or --vram X on it); --vram alone without a GPU: a card of that size.
+Speeds come from the speed model (docs/speed-model.md) with their uncertainty.
+
 Examples:
 
   lorakit vram-check --preset comic-style --vram 24GB
+
+  lorakit vram-check --preset comic-style --card "RTX 3090" --fastest
 
   lorakit vram-check --preset sd35-large --set training.gradient_checkpointing=false --vram 24GB
 
@@ -50,7 +57,17 @@ def vram_check(
     data: Path | None = DataOpt,
     gpu: int = typer.Option(0, "--gpu", help="GPU number (as CUDA numbers them) whose free memory is the budget."),
     vram: str | None = typer.Option(
-        None, "--vram", help="Answer for a card of this size instead of a GPU here: 24GB, 16GiB, 12288MiB (GB = GiB)."
+        None,
+        "--vram",
+        help="A memory budget: 24GB, 16GiB, 12288MiB (GB = GiB). On a machine with a GPU it is a budget on THIS GPU "
+        "(its speed data); with --card, on that card; with neither, a card of this size (speed of the table's "
+        "card closest in memory).",
+    ),
+    card: str | None = typer.Option(
+        None,
+        "--card",
+        help='Answer for another card from the card table, e.g. --card "RTX 3090" (its memory, unless --vram, '
+        "and its speed carried from the measured curves); an unknown name lists the known ones.",
     ),
     as_json: bool = JsonOpt,
     apply: Path | None = typer.Option(
@@ -86,8 +103,12 @@ def vram_check(
 
         c = spec.comfyui
         freed = comfyui.free(c.url, allow_remote=c.allow_remote, gpu_index=None if vram is not None else gpu)
-    if vram is not None:
-        budget = Budget.from_vram(parse_vram(vram))
+    if card is not None:
+        from lorakit.gpu.cards import lookup
+
+        budget = Budget.for_card(lookup(card), parse_vram(vram) if vram is not None else None)
+    elif vram is not None:
+        budget = _vram_budget(parse_vram(vram), gpu)
     else:
         from lorakit.errors import EnvironmentProblem
         from lorakit.gpu import nvml
@@ -119,6 +140,19 @@ def vram_check(
     _print_report(report, fastest)
     if apply is not None:
         _print_applied(apply, written, preset, config, data)
+
+
+def _vram_budget(gib: float, gpu: int) -> Any:
+    """``--vram X``: a budget on this machine's GPU when there is one, else on a card of that size."""
+    from lorakit.errors import EnvironmentProblem
+    from lorakit.gpu import nvml
+    from lorakit.gpu.fit import Budget
+
+    try:
+        info = nvml.gpu(gpu, processes=False)
+    except EnvironmentProblem:
+        return Budget.from_vram(gib)
+    return Budget.on_gpu(gib, info)
 
 
 def _dataset(spec: Any, data: Path | None) -> Any:
@@ -254,7 +288,8 @@ def _print_report(report: FitReport, want_fastest: bool) -> None:
         what = "; ".join(o.words) or "the config as it is"
         console.print(f"[bold]Fastest that fits[/]: {what}", markup=True)
         console.print(
-            f"  → {o.estimate_gib:.1f} GiB, {o.images_per_s:.2f} images/s vs {f.current_images_per_s:.2f} now "
+            f"  → {o.estimate_gib:.1f} GiB, {o.images_per_s:.2f} images/s (±{o.uncertainty:.0%}) "
+            f"vs {f.current_images_per_s:.2f} now "
             f"(×{f.speedup:.1f}{'' if f.current_fits else '; the current config does not fit'})",
             markup=False,
         )

@@ -108,6 +108,8 @@ class TrainShape:
     no_half_vae: bool = False
     attention: str = "sdpa"
     blocks_to_swap: int = 0
+    latents_on_disk: bool = False  # speed only (cache_latents_to_disk)
+    dataloader_workers: int = 2  # speed only (max_data_loader_n_workers)
 
     @property
     def mpix(self) -> float:
@@ -163,6 +165,8 @@ def shape_from_spec(spec: TrainSpec) -> TrainShape:
         no_half_vae=t.no_half_vae,
         attention=t.attention,
         blocks_to_swap=t.blocks_to_swap or 0,
+        latents_on_disk=t.cache_latents and t.cache_latents_to_disk,
+        dataloader_workers=t.dataloader_workers,
     )
 
 

@@ -20,11 +20,15 @@ and warmup_steps too, when set). Learning-rate rule: Adam-family, Lion and Adafa
 LR: LR × √(new batch / old batch); SGD: LR × new/old (linear); Prodigy and DAdaptation (adaptive):
 unchanged — they find the step size themselves.
 
-Speed fit (``fastest``): the batch size (1…64, at most twice the largest batch in the speed
-data), gradient checkpointing, full_bf16 and fp8 base
-combination with the highest expected images/s that fits, within 2 % of the best the smallest
-batch wins (it changes the training least). Multi-concept datasets stay at batch 1: balanced
-multi-concept training wants batch 1.
+Speed fit (``fastest``): every combination of batch size (1…64), gradient checkpointing,
+precision (fp16 → bf16 where the card has it), full_bf16, fp8 base, latents in memory instead of
+on disk and dataloader workers is estimated; of those that fit, the one with the highest expected
+images/s (``lorakit.gpu.throughput``, which extrapolates with a stated uncertainty rather than
+refusing; a batch beyond the measured ones counts at the pessimistic end of its extra
+uncertainty, so a measured config is not displaced by a guess that is only a little faster) wins;
+within 2 % of the best the smallest batch wins, then the fewest changes (it changes
+the training least). Multi-concept datasets stay at batch 1: balanced multi-concept training wants
+batch 1.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 import itertools
 import math
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -50,12 +54,13 @@ if TYPE_CHECKING:
     from lorakit.config.schema import TrainSpec
     from lorakit.dataset.plan import DatasetPlan
     from lorakit.errors import ConfigError
+    from lorakit.gpu.cards import Card
     from lorakit.gpu.nvml import GpuInfo
 
 Verdict = Literal["fits", "tight", "does-not-fit", "skipped"]
 MARGIN = 0.10
 FASTEST_TIE = 0.02
-FASTEST_BATCHES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+FASTEST_BATCHES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64)
 LOWER_RESOLUTIONS = (896, 768, 640, 512)
 MAX_SUGGESTIONS = 5  # changes that keep the training the same
 MAX_RESULT_CHANGING = 2  # lower resolutions, listed after those
@@ -93,6 +98,30 @@ class Budget:
     @classmethod
     def from_vram(cls, gib: float, gpu_name: str | None = None) -> Budget:
         return cls(gib, f"--vram {gib:g} GiB" + (f" ({gpu_name})" if gpu_name else ""), gpu_name, gib)
+
+    @classmethod
+    def on_gpu(cls, gib: float, info: GpuInfo) -> Budget:
+        """``--vram X`` on a machine with a GPU: a budget on this GPU (its speed data)."""
+        gib = min(gib, info.free_gib)
+        return cls(
+            gib,
+            f"--vram {gib:g} GiB on GPU {info.index} ({info.name}, {info.free_gib:.1f} GiB free)",
+            info.name,
+            info.total_gib,
+            info,
+        )
+
+    @classmethod
+    def for_card(cls, card: Card, gib: float | None = None) -> Budget:
+        """``--card NAME`` (and ``--vram X``): another card, by the card table."""
+        if gib is None:
+            return cls(
+                card.usable_gib,
+                f"--card {card.name}: {card.usable_gib:.1f} GiB ({card.memory_gib:.1f} GiB less the CUDA context)",
+                card.name,
+                card.memory_gib,
+            )
+        return cls(gib, f"--vram {gib:g} GiB on a {card.name}", card.name, card.memory_gib)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"gib": round(self.gib, 2), "source": self.source}
@@ -165,6 +194,9 @@ SHAPE_SPEC_KEYS: dict[str, str] = {
     "cache_text_encoder_outputs": "training.cache_text_encoder_outputs",
     "optimizer": "optimizer.name",
     "blocks_to_swap": "training.blocks_to_swap",
+    "precision": "training.precision",
+    "latents_on_disk": "training.cache_latents_to_disk",
+    "dataloader_workers": "training.dataloader_workers",
 }
 
 
@@ -203,6 +235,8 @@ def describe_changes(old: TrainShape, new: TrainShape, facts: RunFacts) -> list[
         words.append(f"batch {old.batch_size} → {new.batch_size} (same image visits{lr})")
     if new.optimizer != old.optimizer:
         words.append(f"optimizer {old.optimizer} → {new.optimizer} (8-bit states)")
+    if new.precision != old.precision:
+        words.append(f"precision {old.precision} → {new.precision}")
     if new.full_bf16 != old.full_bf16:
         words.append("full_bf16 " + ("on" if new.full_bf16 else "off"))
     if new.fp8_base != old.fp8_base:
@@ -213,6 +247,10 @@ def describe_changes(old: TrainShape, new: TrainShape, facts: RunFacts) -> list[
         words.append("cache latents (no colour/crop augmentation)")
     if new.cache_text_encoder_outputs != old.cache_text_encoder_outputs:
         words.append("cache text-encoder outputs")
+    if new.latents_on_disk != old.latents_on_disk:
+        words.append("cached latents " + ("on disk" if new.latents_on_disk else "kept in memory (not on disk)"))
+    if new.dataloader_workers != old.dataloader_workers:
+        words.append(f"dataloader workers {old.dataloader_workers} → {new.dataloader_workers}")
     if (new.width, new.height) != (old.width, old.height):
         words.append(f"resolution {old.width}x{old.height} → {new.width}x{new.height} (changes what the LoRA learns)")
     return words
@@ -231,6 +269,7 @@ class Option:
     images_per_s: float
     throughput_cost: float  # share of images/s lost vs the current config (negative: faster)
     changes_result: bool  # lower resolution: a different training, not the same one cheaper
+    uncertainty: float = 0.0  # relative uncertainty of images_per_s (the speed model's)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -242,6 +281,7 @@ class Option:
             "images_per_s": round(self.images_per_s, 2),
             "throughput_cost": round(self.throughput_cost, 3),
             "changes_result": self.changes_result,
+            "uncertainty": round(self.uncertainty, 2),
         }
 
     def overrides(self) -> list[str]:
@@ -357,8 +397,15 @@ class FitReport:
 # ---------------------------------------------------------------------------------------------
 
 
-def _option(current: TrainShape, new: TrainShape, facts: RunFacts, budget: Budget, speed: SpeedModel) -> Option:
-    e = estimate(new)
+def _option(
+    current: TrainShape,
+    new: TrainShape,
+    facts: RunFacts,
+    budget: Budget,
+    speed: SpeedModel,
+    est: Callable[[TrainShape], Estimate] = estimate,
+) -> Option:
+    e = est(new)
     base_speed = speed.images_per_s(current)
     ips = speed.images_per_s(new)
     return Option(
@@ -371,6 +418,7 @@ def _option(current: TrainShape, new: TrainShape, facts: RunFacts, budget: Budge
         images_per_s=ips,
         throughput_cost=1 - ips / base_speed,
         changes_result=(new.width, new.height) != (current.width, current.height),
+        uncertainty=speed.uncertainty(new),
     )
 
 
@@ -458,14 +506,28 @@ def _steps(facts: RunFacts, batch: int, old_batch: int) -> tuple[int | None, int
     return None, None
 
 
-def fastest(current: TrainShape, facts: RunFacts, budget: Budget, speed: SpeedModel) -> SpeedPlan | None:
+def _precisions(current: TrainShape, bf16_ok: bool) -> list[dict[str, Any]]:
+    """precision / full_bf16 / fp8 base variants --fastest tries (fp32 stays fp32)."""
+    if current.precision == "fp32":
+        return [{}]
+    out: list[dict[str, Any]] = [{"precision": current.precision, "full_bf16": current.full_bf16}]
+    if bf16_ok:
+        if current.precision != "bf16":
+            out.append({"precision": "bf16", "full_bf16": False})
+        out.append({"precision": "bf16", "full_bf16": True})
+    return [p | {"fp8_base": f8} for p in out for f8 in (False, True)]
+
+
+def _memory_key(s: TrainShape) -> TrainShape:
+    """The settings that do not change memory, set to one value (estimates are shared)."""
+    return s.with_(latents_on_disk=False, dataloader_workers=2)
+
+
+def fastest(
+    current: TrainShape, facts: RunFacts, budget: Budget, speed: SpeedModel, *, bf16_ok: bool = True
+) -> SpeedPlan | None:
     notes: list[str] = []
-    batches: Sequence[int] = [b for b in FASTEST_BATCHES if b <= max(speed.batch_limit, current.batch_size)]
-    if len(batches) < len(FASTEST_BATCHES):
-        notes.append(
-            f"batches above {batches[-1]} are not tried: "
-            f"the speed data for this card goes up to batch {speed.max_batch}"
-        )
+    batches: Sequence[int] = FASTEST_BATCHES
     if facts.concepts is not None and facts.concepts > 1:
         batches = (1,)
         notes.append(
@@ -478,22 +540,45 @@ def fastest(current: TrainShape, facts: RunFacts, budget: Budget, speed: SpeedMo
         batches = capped
     if facts.visits_per_epoch is None and facts.max_steps is None:
         notes.append("no dataset given (--data): time shown per 1000 image visits")
-    precisions: list[dict[str, Any]] = [{"full_bf16": current.full_bf16, "fp8_base": False}]
-    if current.precision == "bf16":
-        precisions.append({"full_bf16": True, "fp8_base": False})
-    if current.precision != "fp32":
-        precisions += [{"full_bf16": p["full_bf16"], "fp8_base": True} for p in list(precisions)]
+    latents = [current.latents_on_disk] + ([False] if current.latents_on_disk else [])
+    workers = [current.dataloader_workers] + ([2] if current.dataloader_workers == 0 else [])
     swaps = sorted({0, current.blocks_to_swap})
+    cache: dict[TrainShape, Estimate] = {}
+
+    def est(s: TrainShape) -> Estimate:
+        key = _memory_key(s)
+        if key not in cache:
+            cache[key] = estimate(key)
+        return cache[key]
+
     options: list[Option] = []
-    for b, gc, prec, swap in itertools.product(batches, (False, True), precisions, swaps):
-        shape = current.with_(batch_size=b, gradient_checkpointing=gc, blocks_to_swap=swap, **prec)
-        options.append(_option(current, shape, facts, budget, speed))
+    for b, gc, prec, swap, disk, nw in itertools.product(
+        batches, (False, True), _precisions(current, bf16_ok), swaps, latents, workers
+    ):
+        shape = current.with_(
+            batch_size=b,
+            gradient_checkpointing=gc,
+            blocks_to_swap=swap,
+            latents_on_disk=disk,
+            dataloader_workers=nw,
+            **prec,
+        )
+        options.append(_option(current, shape, facts, budget, speed, est))
     fitting = [o for o in options if o.verdict == "fits"]
     if not fitting:
         return None
-    best = max(o.images_per_s for o in fitting)
-    near = [o for o in fitting if o.images_per_s >= best * (1 - FASTEST_TIE)]
+
+    def score(o: Option) -> float:  # extrapolated batches count at their pessimistic end
+        return o.images_per_s * (1 - max(0.0, o.uncertainty - speed.spread))
+
+    best = max(score(o) for o in fitting)
+    near = [o for o in fitting if score(o) >= best * (1 - FASTEST_TIE)]
     choice = min(near, key=lambda o: (o.shape.batch_size, len(o.words), -o.images_per_s))
+    if choice.shape.batch_size > speed.max_batch:
+        notes.append(
+            f"batch {choice.shape.batch_size} is beyond the batches measured for this speed model "
+            f"(up to {speed.max_batch}): extrapolated, ±{choice.uncertainty:.0%}"
+        )
     cur_ips = speed.images_per_s(current)
     steps_before, visits = _steps(facts, current.batch_size, current.batch_size)
     steps_after, _ = _steps(facts, choice.shape.batch_size, current.batch_size)
@@ -503,7 +588,7 @@ def fastest(current: TrainShape, facts: RunFacts, budget: Budget, speed: SpeedMo
     else:
         t_before = 1000 / cur_ips
         t_after = 1000 / choice.images_per_s
-    cur_est = estimate(current).peak_gib
+    cur_est = est(current).peak_gib
     return SpeedPlan(
         option=choice,
         current_images_per_s=cur_ips,
@@ -530,6 +615,9 @@ def check_fit(
     facts = facts or RunFacts(optimizer=shape.optimizer)
     table = speed_table or load_speed_table()
     speed, basis = table.model_for(budget.gpu_name, shape.family, budget.total_gib)
+    from lorakit.gpu.cards import find
+
+    card = find(budget.gpu_name)
     e = estimate(shape)
     v = verdict(e.peak_gib, budget.gib)
     notes = list(e.notes)
@@ -542,7 +630,7 @@ def check_fit(
                 notes.append("no change fits with the 10 % margin; these come within the estimator's error")
             else:
                 notes.append("no combination of the memory savers fits this budget: it needs a GPU with more memory")
-    plan = fastest(shape, facts, budget, speed) if want_fastest else None
+    plan = fastest(shape, facts, budget, speed, bf16_ok=card.bf16 if card else True) if want_fastest else None
     return FitReport(
         verdict=v,
         estimate=e,

@@ -179,7 +179,7 @@ def shape_from_config(config: Mapping[str, Any]) -> TrainShape:
             values["width"], values["height"] = _resolution(raw)
         elif target == "optimizer":
             values["optimizer"] = _OPTIMIZER_WORDS.get(str(raw).lower().replace("_", ""), str(raw).lower())
-        elif target in ("batch_size", "dim", "conv_dim", "blocks_to_swap", "width", "height"):
+        elif target in ("batch_size", "dim", "conv_dim", "blocks_to_swap", "width", "height", "dataloader_workers"):
             values[target] = int(raw)
         elif target in ("precision", "attention", "network_kind"):
             values[target] = str(raw).lower()

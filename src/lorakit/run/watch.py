@@ -194,12 +194,12 @@ def expected_s_per_step(spec: TrainSpec, gpu_index: int = 0) -> tuple[float, str
     try:
         from lorakit.gpu import nvml as lk_nvml
         from lorakit.gpu.estimate import shape_from_spec
-        from lorakit.gpu.throughput import gpu_class, load_speed_table
+        from lorakit.gpu.throughput import load_speed_table
 
         info = lk_nvml.gpu(gpu_index, processes=False)
         table = load_speed_table()
         family = spec.model.family
-        if (gpu_class(info.name), family) not in table.models:
+        if not table.has_measurements(info.name, family):
             return None
         model, basis = table.model_for(info.name, family, info.total_gib)
         return model.s_per_step(shape_from_spec(spec)), basis

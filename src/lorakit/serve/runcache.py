@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorakit.run.events import Event, event_from_dict
+from lorakit.events import Event, event_from_dict
 from lorakit.serve import _core
 
 KEEP = 32
