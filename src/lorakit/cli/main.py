@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from lorakit import __version__
 from lorakit.cli import bench as bench_cmd
+from lorakit.cli import convert as convert_cmd
 from lorakit.cli import dataset as dataset_cmd
 from lorakit.cli import doctor as doctor_cmd
 from lorakit.cli import presets as presets_cmd
@@ -46,6 +47,7 @@ vram_cmd.register(app)
 queue_cmd.register(app)
 report_cmd.register(app)
 bench_cmd.register(app)
+convert_cmd.register(app)
 
 
 def _version(value: bool) -> None:
