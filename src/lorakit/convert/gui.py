@@ -112,7 +112,7 @@ def what_tab(data: dict[str, Any], path: object) -> None:
 
 def family_of(d: dict[str, Any], path: object) -> str:
     """The script the GUI would run (lora_gui.py: sdxl, flux1, sd3, hunyuan, anima, lumina, else SD 1.x/2.x)."""
-    lora_type = d.get("LoRA_type")
+    lora_type = str(d.get("LoRA_type"))
     if d.get("sdxl"):
         if lora_type in REFUSED_TYPES:
             raise ImportRefused([f"{path}: LoRA_type {lora_type!r} is a network for another model; {TRAINS}"])
@@ -184,7 +184,26 @@ def network_args(d: dict[str, Any], lora_type: str) -> tuple[str, list[str]] | N
 
 
 def read_gui(data: dict[str, Any], path: object) -> Source:
+    """The sd-scripts arguments the GUI builds from ``data``; a value of a type the GUI never
+    saves (a list or an object) is reported and left out; anything else unreadable is one
+    ConfigError naming the file."""
+    from lorakit.errors import ConfigError
+
     what_tab(data, path)
+    odd = {k: v for k, v in data.items() if isinstance(v, list | dict)}
+    clean = {k: v for k, v in data.items() if k not in odd}
+    try:
+        source = _read_gui(clean, path)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(
+            [f"{path}: a value has a type the kohya_ss GUI does not save ({exc})"],
+            fix="save the config again from the GUI, or correct the value by hand",
+        ) from None
+    source.rows += [Row(k, v, "unsupported", "a list/object where the GUI saves one value") for k, v in odd.items()]
+    return source
+
+
+def _read_gui(data: dict[str, Any], path: object) -> Source:
     tbl = table()
     d = {**tbl["gui_defaults"], **normalise(data)}
     family = family_of(d, path)

@@ -97,6 +97,7 @@ SIMPLE: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "sample_sampler": ("sampling.sampler", str),
     "caption_extension": ("dataset.caption_extension", str),
     "train_data_dir": ("dataset.folder", str),
+    "output_name": ("output.name", str),
     "pretrained_model_name_or_path": ("model.checkpoint", str),
     "vae": ("model.vae", str),
     "clip_l": ("model.clip_l", str),
@@ -262,10 +263,20 @@ class _Mapper:
         def take(*dests: str) -> None:
             done.update(dests)
 
-        self.network(v, take)
-        self.optimizer(v, take)
-        self.length(v, take)
-        self.precision(v, take)
+        for section, dests in (
+            (self.network, ("network_module", "network_args")),
+            (
+                self.optimizer,
+                ("optimizer_type", "optimizer_args", "learning_rate", "text_encoder_lr", "lr_warmup_steps"),
+            ),
+            (self.length, ("max_train_epochs", "max_train_steps", "epoch", "resolution")),
+            (self.precision, ("mixed_precision",)),
+        ):
+            try:
+                section(v, take)
+            except (TypeError, ValueError, AttributeError) as exc:  # a value of the wrong type in the file
+                shown = ", ".join(f"{self.key(d)}={v[d]!r}" for d in dests if d in v)
+                self.rows.append(Row(shown or dests[0], None, "unsupported", f"cannot read these values ({exc})"))
         for dest, value in v.items():
             if dest in done:
                 continue

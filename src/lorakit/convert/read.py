@@ -175,13 +175,12 @@ def split_command(text: str) -> list[list[str]]:
         line = line.strip()
         if not line or line.startswith(("#", "REM ", "rem ", "::")):
             continue
-        posix = not _WINDOWS_PATH.search(line)  # "D:\x" keeps its backslashes
+        if _WINDOWS_PATH.search(line):  # "D:\x": backslashes are path separators, not escapes
+            line = line.replace("\\", "\\\\")
         try:
-            tokens = shlex.split(line, comments=True, posix=posix)
+            tokens = shlex.split(line, comments=True)
         except ValueError as exc:
             raise ConfigErrorLine(line, str(exc)) from None
-        if not posix:
-            tokens = [t[1:-1] if len(t) > 1 and t[0] == t[-1] and t[0] in "\"'" else t for t in tokens]
         out.append(tokens)
     return out
 
