@@ -69,6 +69,8 @@ def sdscripts_args(spec: TrainSpec) -> tuple[dict[str, Any], list[str]]:
         "keep_tokens": t.keep_tokens,
         "flip_aug": t.flip_aug,
     }
+    if t.bucket_no_upscale:
+        out["bucket_no_upscale"] = True
     if t.enable_bucket:
         out |= {
             "min_bucket_reso": t.min_bucket_reso,
@@ -195,7 +197,11 @@ def gui_config(spec: TrainSpec) -> tuple[dict[str, Any], list[str]]:
     gui["text_encoder_lr"], gui["unet_lr"] = te, unet
     gui["lr_scheduler"] = o.scheduler
     gui["lr_scheduler_num_cycles"] = o.cycles if o.cycles is not None else ""
-    gui["lr_warmup"], gui["lr_warmup_steps"] = 0, o.warmup_steps
+    # the GUI's lr_warmup is a percent: it passes percent / 100 as the ratio
+    percent = (o.warmup_ratio or 0) * 100
+    gui["lr_warmup"], gui["lr_warmup_steps"] = round(percent), o.warmup_steps
+    if abs(percent - round(percent)) > 1e-9:  # the GUI loads lr_warmup as a whole percent
+        extra.append(f"--lr_warmup_steps={o.warmup_ratio}")
     if o.max_grad_norm == 0:
         extra.append("--max_grad_norm=0")  # the GUI drops a 0
     gui["max_grad_norm"] = o.max_grad_norm or 0
@@ -227,7 +233,24 @@ def gui_config(spec: TrainSpec) -> tuple[dict[str, Any], list[str]]:
         gui[key] = getattr(t, key)
     gui["debiased_estimation_loss"] = t.debiased_estimation
     gui["min_snr_gamma"] = t.min_snr_gamma or 0
-    gui["noise_offset_type"], gui["noise_offset"] = "Original", t.noise_offset or 0
+    # noise: the GUI passes noise_offset/adaptive only with type Original, multires only with Multires
+    if t.multires_noise_iterations:
+        gui["noise_offset_type"] = "Multires"
+        gui["multires_noise_iterations"] = t.multires_noise_iterations
+        gui["multires_noise_discount"] = t.multires_noise_discount or 0
+        extra += [f"--noise_offset={t.noise_offset}"] if t.noise_offset else []
+        extra += [f"--adaptive_noise_scale={t.adaptive_noise_scale}"] if t.adaptive_noise_scale is not None else []
+    else:
+        gui["noise_offset_type"], gui["noise_offset"] = "Original", t.noise_offset or 0
+        gui["adaptive_noise_scale"] = t.adaptive_noise_scale or 0
+        if t.adaptive_noise_scale == 0 or t.multires_noise_discount is not None:
+            extra += [f"--adaptive_noise_scale={t.adaptive_noise_scale}"] if t.adaptive_noise_scale == 0 else []
+            extra += [f"--multires_noise_discount={t.multires_noise_discount}"] if t.multires_noise_discount else []
+    gui["min_timestep"] = t.min_timestep or 0
+    gui["max_timestep"] = t.max_timestep or 1000
+    gui["caption_dropout_rate"] = t.caption_dropout_rate or 0
+    gui["max_token_length"] = t.max_token_length or 75
+    gui["bucket_no_upscale"] = t.bucket_no_upscale
     gui["scale_weight_norms"] = t.scale_weight_norms or 0
     gui["clip_skip"] = t.clip_skip or 0
     gui["max_data_loader_n_workers"] = t.dataloader_workers

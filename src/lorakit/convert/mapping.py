@@ -86,6 +86,14 @@ SIMPLE: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "max_bucket_reso": ("training.max_bucket_reso", int),
     "bucket_reso_steps": ("training.bucket_reso_steps", int),
     "blocks_to_swap": ("training.blocks_to_swap", int),
+    "bucket_no_upscale": ("training.bucket_no_upscale", bool),
+    "adaptive_noise_scale": ("training.adaptive_noise_scale", float),
+    "multires_noise_iterations": ("training.multires_noise_iterations", int),
+    "multires_noise_discount": ("training.multires_noise_discount", float),
+    "min_timestep": ("training.min_timestep", int),
+    "max_timestep": ("training.max_timestep", int),
+    "caption_dropout_rate": ("training.caption_dropout_rate", float),
+    "max_token_length": ("training.max_token_length", int),
     "max_data_loader_n_workers": ("training.dataloader_workers", int),
     "save_precision": ("saving.precision", str),
     "save_every_n_epochs": ("saving.every_n_epochs", int),
@@ -385,11 +393,7 @@ class _Mapper:
                 # sd-scripts: a ratio < 1 means int(ratio × max_train_steps) (train_util.py)
                 self.mapped("lr_warmup_steps", "optimizer.warmup_steps", int(w * int(steps)), f"{w:g} × {steps} steps")
             else:
-                self.row(
-                    "lr_warmup_steps",
-                    "unsupported",
-                    f"warmup as a ratio ({w:g} of all steps): lorakit takes optimizer.warmup_steps (a number of steps)",
-                )
+                self.mapped("lr_warmup_steps", "optimizer.warmup_ratio", w, "a share of all steps")
 
     def length(self, v: dict[str, Any], take: Callable[..., None]) -> None:
         take("max_train_epochs", "max_train_steps", "epoch", "resolution")

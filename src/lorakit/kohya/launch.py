@@ -108,6 +108,8 @@ def optimizer_flags(spec: TrainSpec) -> tuple[Flags, list[str]]:
         flags.append(("lr_scheduler_num_cycles", str(o.cycles)))
     if o.warmup_steps:
         flags.append(("lr_warmup_steps", str(o.warmup_steps)))
+    elif o.warmup_ratio is not None:  # sd-scripts: a value < 1 is a share of all steps
+        flags.append(("lr_warmup_steps", _fmt(o.warmup_ratio)))
     if o.max_grad_norm is not None:
         flags.append(("max_grad_norm", _fmt(o.max_grad_norm)))
     return flags, _kv(o.args)
@@ -140,6 +142,13 @@ def training_flags(spec: TrainSpec) -> Flags:
         ("noise_offset", t.noise_offset or None),
         ("scale_weight_norms", t.scale_weight_norms),
         ("clip_skip", t.clip_skip),
+        ("adaptive_noise_scale", t.adaptive_noise_scale),
+        ("multires_noise_iterations", t.multires_noise_iterations),
+        ("multires_noise_discount", t.multires_noise_discount),
+        ("min_timestep", t.min_timestep),
+        ("max_timestep", t.max_timestep),
+        ("caption_dropout_rate", t.caption_dropout_rate),
+        ("max_token_length", t.max_token_length),
     ):
         if value is not None:
             flags.append((name, _fmt(value)))
