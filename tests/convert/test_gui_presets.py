@@ -21,7 +21,7 @@ from tests.convert.conftest import SDXL_PRESETS, dataset, effective, plan
 
 # what the import reports as not carried over, per preset (lorakit has no key for these yet)
 NOT_CARRIED = {
-    "SDXL - 1 image LoRA v1.0.json": ["lr_scheduler_args", "lr_scheduler_type", "network_dim", "network_args"],
+    "SDXL - 1 image LoRA v1.0.json": ["network_dim", "network_args"],
     "SDXL - LoHA AI_Characters v1.0.json": [],
     "SDXL - LoKR v1.0.json": [],
     "SDXL - LoRA AI_Now ADamW v1.0.json": [],
@@ -36,7 +36,7 @@ NOT_CARRIED = {
     "SDXL - LoRA finetuning phase 2_v1.1.json": ["dim_from_weights", "network_weights"],
     "SDXL - LoRA kudou-reira dadaptadam v1.0.json": [],
     "SDXL - LoRA kudou-reira dadaptadam v1.1.json": [],
-    "SDXL - LoRA kudou-reira prodigy v4.0.json": ["lr_scheduler_args", "lr_scheduler_type"],
+    "SDXL - LoRA kudou-reira prodigy v4.0.json": [],
     "SDXL - edgLoRAXL AI_Now.json": [],
     "SDXL - edgLoRAXL.json": [],
     "locon-dadaptation-sdxl.json": [],

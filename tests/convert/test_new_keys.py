@@ -67,3 +67,21 @@ def test_warmup_ratio(tmp_path: Path) -> None:
 def test_rules(training: dict[str, object], words: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=words):
         _plan(tmp_path, **training)
+
+
+def test_scheduler_class_and_args(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "extends": "sdxl-adafactor",
+                "optimizer": {"scheduler_type": "CosineAnnealingLR", "scheduler_args": {"T_max": 30}},
+            }
+        )
+    )
+    argv = plan(cfg, dataset(tmp_path), tmp_path / "run").plan.argv
+    assert "--lr_scheduler_type=CosineAnnealingLR" in argv
+    assert argv[argv.index("--lr_scheduler_args") + 1] == "T_max=30"
+    cfg.write_text(yaml.safe_dump({"extends": "sdxl-adafactor", "optimizer": {"scheduler_type": "x; rm -rf /"}}))
+    with pytest.raises(ConfigError, match="scheduler_type"):
+        plan(cfg, dataset(tmp_path), tmp_path / "run")

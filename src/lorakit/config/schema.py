@@ -134,8 +134,12 @@ class OptimizerSection(Strict):
     text_encoder_lr: Annotated[float, Field(ge=0)] | None = Field(None, description="Text-encoder LR.")
     args: dict[str, ArgValue] = Field(default_factory=dict, description="optimizer_args (key: value).")
 
-    _check_args = field_validator("args", mode="before")(_args)
+    _check_args = field_validator("args", "scheduler_args", mode="before")(_args)
     scheduler: Scheduler = Field("constant", description="lr_scheduler.")
+    scheduler_type: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*$")] | None = Field(
+        None, description="A scheduler class used instead (lr_scheduler_type), e.g. CosineAnnealingLR."
+    )
+    scheduler_args: dict[str, ArgValue] = Field(default_factory=dict, description="lr_scheduler_args (key: value).")
     cycles: EpochCount | None = Field(None, description="lr_scheduler_num_cycles (cosine_with_restarts).")
     warmup_steps: NonNegSteps = Field(0, description="lr_warmup_steps.")
     warmup_ratio: Annotated[float, Field(gt=0, lt=1)] | None = Field(

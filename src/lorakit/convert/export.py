@@ -56,6 +56,8 @@ def sdscripts_args(spec: TrainSpec) -> tuple[dict[str, Any], list[str]]:
         out["network_args"] = net_args
     if opt_args:
         out["optimizer_args"] = opt_args
+    if spec.optimizer.scheduler_args:
+        out["lr_scheduler_args"] = [f"{k}={v}" for k, v in spec.optimizer.scheduler_args.items()]
     if "text_encoder_lr" in out:
         out["text_encoder_lr"] = [out["text_encoder_lr"]]
     t, d = spec.training, spec.dataset
@@ -196,6 +198,8 @@ def gui_config(spec: TrainSpec) -> tuple[dict[str, Any], list[str]]:
             unet = o.lr
     gui["text_encoder_lr"], gui["unet_lr"] = te, unet
     gui["lr_scheduler"] = o.scheduler
+    gui["lr_scheduler_type"] = o.scheduler_type or ""
+    gui["lr_scheduler_args"] = " ".join(f"{k}={v}" for k, v in o.scheduler_args.items())
     gui["lr_scheduler_num_cycles"] = o.cycles if o.cycles is not None else ""
     # the GUI's lr_warmup is a percent: it passes percent / 100 as the ratio
     percent = (o.warmup_ratio or 0) * 100

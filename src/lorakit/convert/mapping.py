@@ -347,6 +347,7 @@ class _Mapper:
             "lr_scheduler",
             "lr_warmup_steps",
             "lr_scheduler_type",
+            "lr_scheduler_args",
         )
         name = str(v.get("optimizer_type", "AdamW") or "AdamW")
         ours = _OPTIMIZERS.get(name.lower())
@@ -373,8 +374,11 @@ class _Mapper:
                 )
             else:
                 self.mapped("text_encoder_lr", "optimizer.text_encoder_lr", lrs[0], note)
-        if "lr_scheduler_type" in v:
-            self.row("lr_scheduler_type", "unsupported", "a custom scheduler class: lorakit has no key for it yet")
+        if v.get("lr_scheduler_type"):
+            self.mapped("lr_scheduler_type", "optimizer.scheduler_type", str(v["lr_scheduler_type"]))
+        if v.get("lr_scheduler_args"):
+            sched_args = {k: literal(x) for k, x in _kv_list(v["lr_scheduler_args"])}
+            self.mapped("lr_scheduler_args", "optimizer.scheduler_args", sched_args)
         sched = v.get("lr_scheduler")
         if sched is not None:
             if sched in _SCHEDULERS:

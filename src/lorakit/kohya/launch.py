@@ -104,6 +104,8 @@ def optimizer_flags(spec: TrainSpec) -> tuple[Flags, list[str]]:
     if o.text_encoder_lr is not None and not spec.training.unet_only:
         flags.append(("text_encoder_lr", _fmt(o.text_encoder_lr)))
     flags.append(("lr_scheduler", o.scheduler))
+    if o.scheduler_type is not None:
+        flags.append(("lr_scheduler_type", o.scheduler_type))
     if o.cycles is not None:
         flags.append(("lr_scheduler_num_cycles", str(o.cycles)))
     if o.warmup_steps:
@@ -244,6 +246,8 @@ def build_launch_plan(spec: TrainSpec, dataset: DatasetPlan, trainer: Trainer, r
     argv += render_flags(opt)
     if opt_args:
         argv += ["--optimizer_args", *opt_args]
+    if spec.optimizer.scheduler_args:
+        argv += ["--lr_scheduler_args", *_kv(spec.optimizer.scheduler_args)]
     argv += render_flags(training_flags(spec) + sampling_flags(spec, run_dir))
 
     t = spec.training
