@@ -99,6 +99,8 @@ def test_import_launches_what_the_gui_launches(preset: Path, tmp_path: Path) -> 
     blocking = sorted(r.dest or r.target.split(":")[0] for r in result.rows if r.status in ("unsupported", "unknown"))
     assert blocking == sorted(NOT_CARRIED[preset.name])
     assert not [r for r in result.rows if r.status == "unknown"]
+    reported = {r.key.split(" ")[0] for r in result.rows}
+    assert set(json.loads(preset.read_text())) <= reported  # every key of the file has a row
     out = tmp_path / "imported.yaml"
     out.write_text(to_yaml(result, preset), encoding="utf-8")
     got = effective(plan(out, dataset(tmp_path), tmp_path / "run"))

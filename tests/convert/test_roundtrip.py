@@ -76,3 +76,14 @@ def test_export_cli(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped
     assert res.code == 2 and "exists" in res.err
     res = lorakit("export", str(tmp_path), "--format", "toml")
     assert res.code == 2 and "spec.yaml: no such file" in res.err
+
+
+def test_export_a_run_folder(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "runs" / "mine-20261202-101500"
+    run.mkdir(parents=True)
+    spec = load_spec("sdxl-8gb").spec
+    (run / "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True)))
+    res = lorakit("export", str(run), "--format", "toml", "-o", str(tmp_path / "mine.toml"))
+    assert res.code == 0, res.err
+    back = import_config(tmp_path / "mine.toml").full
+    assert (back["network"]["dim"], back["training"]["resolution"], back["optimizer"]["name"]) == (16, 768, "adafactor")

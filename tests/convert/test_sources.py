@@ -165,3 +165,14 @@ def test_import_then_train_dry_run(lorakit, tmp_path: Path) -> None:  # type: ig
     ):
         assert flag in argv, flag
     assert "--sdpa" not in argv and "--persistent_data_loader_workers" not in argv
+
+
+def test_json_report(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    res = lorakit("import", str(FIXTURES / "SDXL - LoKR v1.0.json"), "--json", "-o", str(tmp_path / "k.yaml"))
+    assert res.code == 0, res.err
+    report = json.loads(res.out)
+    assert report["source_kind"] == "kohya-gui" and report["family"] == "sdxl"
+    assert report["config"]["network"]["kind"] == "lokr"
+    assert {"key": "sdxl", "value": True, "status": "dropped"}.items() <= next(
+        r for r in report["rows"] if r["key"] == "sdxl"
+    ).items()

@@ -266,6 +266,8 @@ def _read_gui(data: dict[str, Any], path: object) -> Source:
             used = built is not None and any(a.split("=", 1)[1] == str(d[key]) for a in built[1] if "=" in a)
             if not used:
                 skip(key, f"not used by LoRA_type {lora_type!r}")
+            else:
+                rows.append(Row(key, data[key], "mapped", "network_args (see its row)", dest="network_args"))
     for key in ("loraplus_lr_ratio", "loraplus_unet_lr_ratio", "loraplus_text_encoder_lr_ratio"):
         if _falsy(d.get(key)):
             skip(key, "0: the GUI does not pass it")
