@@ -176,3 +176,52 @@ def test_json_report(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untype
     assert {"key": "sdxl", "value": True, "status": "dropped"}.items() <= next(
         r for r in report["rows"] if r["key"] == "sdxl"
     ).items()
+
+
+# an sd-scripts --dataset_config (library/config_util.py's schema): one dataset, two DreamBooth subsets
+DATASET_TOML = """\
+[general]
+caption_extension = ".txt"
+shuffle_caption = true
+keep_tokens = 1
+
+[[datasets]]
+resolution = [1024, 768]
+batch_size = 2
+enable_bucket = true
+bucket_no_upscale = true
+
+  [[datasets.subsets]]
+  image_dir = "img/alice"
+  num_repeats = 10
+  class_tokens = "alc woman"
+
+  [[datasets.subsets]]
+  image_dir = "img/bob"
+  num_repeats = 5
+  class_tokens = "bbo man"
+  flip_aug = true
+  color_aug = true
+"""
+
+
+def test_gui_config_with_a_dataset_config(tmp_path: Path) -> None:
+    (tmp_path / "dataset.toml").write_text(DATASET_TOML)
+    data = json.loads((FIXTURES / "SDXL - LoRA AI_Now prodigy v1.0.json").read_text()) | {
+        "dataset_config": "dataset.toml"
+    }
+    (tmp_path / "gui.json").write_text(json.dumps(data))
+    result = import_config(tmp_path / "gui.json")
+    d, t = result.full["dataset"], result.full["training"]
+    assert [(Path(c["folder"]).name, c["repeats"], c["trigger"], c["flip_aug"]) for c in d["concepts"]] == [
+        ("alice", 10, "alc woman", None),
+        ("bob", 5, "bbo man", True),
+    ]
+    assert (t["resolution"], t["batch_size"], t["keep_tokens"], t["shuffle_caption"], t["bucket_no_upscale"]) == (
+        [1024, 768],
+        2,
+        1,
+        True,
+        True,
+    )
+    assert [r.key for r in result.imported.blocking()] == ["dataset_config: color_aug = True (subset)"]

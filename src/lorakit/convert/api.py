@@ -37,7 +37,7 @@ class Result:
 def import_config(path: Path, family: str | None = None) -> Result:
     source = read_source(path, family)
     script = SDXL_SCRIPT if source.family == "sdxl" else SD3_SCRIPT
-    imported = to_lorakit(source, script, path.stem)
+    imported = to_lorakit(source, script, path.stem, path.parent)
     _cover_every_key(imported)
     config = imported.config
     config["description"] = f"Imported from {path.name} ({KINDS[source.kind]})"

@@ -8,6 +8,7 @@ arguments that need more (network, optimizer, length, precision, attention)."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from collections.abc import Callable
@@ -17,8 +18,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from lorakit.config.schema import LYCORIS_KINDS, TrainSpec
+from lorakit.convert import _toml
 from lorakit.convert.flags import is_dest
-from lorakit.convert.model import Imported, Row, SdArgs, Source
+from lorakit.convert.model import Imported, Row, Source
 from lorakit.kohya.launch import OPTIMIZER_TYPES
 
 # sd-scripts' behaviour with the argument absent (train_util.py / train_network.py parser
@@ -142,7 +144,6 @@ OWNED: dict[str, str] = {
     "highvram": "memory behaviour of caching only, not a training value",
     "skip_cache_check": "cache validation only",
     "resume": "resume a lorakit run with `lorakit resume RUN`",
-    "dataset_config": "lorakit writes its own dataset TOML (read from the dataset folder)",
     "output_config": "not a training value",
     "config_file": "read above",
     "console_log_level": "logging only",
@@ -243,7 +244,8 @@ def _resolution(value: Any) -> int | list[int]:
 
 
 class _Mapper:
-    def __init__(self, source: Source, family: str, script: str, stem: str) -> None:
+    def __init__(self, source: Source, family: str, script: str, stem: str, base: Path) -> None:
+        self.base = base  # the imported file's folder: relative file names in it are read from there
         self.args = source.args
         self.family = family
         self.script = script
@@ -271,6 +273,8 @@ class _Mapper:
         def take(*dests: str) -> None:
             done.update(dests)
 
+        if "dataset_config" in v:
+            take("dataset_config")
         for section, dests in (
             (self.network, ("network_module", "network_args")),
             (
@@ -309,6 +313,8 @@ class _Mapper:
         if "seed" not in v:
             self.notes.append("the source leaves the seed random; lorakit always passes one (training.seed: 42)")
         self.prompts(v)
+        if "dataset_config" in v:  # sd-scripts: its values win over the arguments' (subset → dataset → general)
+            self.dataset_file(self.base / str(v["dataset_config"]))
 
     def network(self, v: dict[str, Any], take: Callable[..., None]) -> None:
         take("network_module", "network_args")
@@ -449,12 +455,75 @@ class _Mapper:
                 "persistent_data_loader_workers", "dropped", "lorakit keeps workers persistent whenever there are any"
             )
 
+    def dataset_file(self, path: Path) -> None:
+        """An sd-scripts --dataset_config (config_util.py): one [[datasets]] of DreamBooth subsets
+        becomes dataset.concepts; its dataset/general values become the training keys."""
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text) if path.suffix.lower() == ".json" else _toml.loads(text)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            self.row("dataset_config", "unsupported", f"cannot read {path} ({exc}): set dataset.folder or concepts")
+            return
+        datasets = data.get("datasets") if isinstance(data, dict) else None
+        if not isinstance(datasets, list) or len(datasets) != 1 or not isinstance(datasets[0], dict):
+            self.row("dataset_config", "unsupported", "lorakit trains one [[datasets]] (several: multi-resolution)")
+            return
+        general: dict[str, Any] = data["general"] if isinstance(data.get("general"), dict) else {}
+        ds = datasets[0]
+        level = {**general, **{k: x for k, x in ds.items() if k != "subsets"}}
+        concepts: list[dict[str, Any]] = []
+        problems: list[str] = []
+        for sub in ds.get("subsets") or []:
+            merged = {**level, **sub}
+            if "image_dir" not in sub or merged.get("is_reg") or "metadata_file" in merged:
+                problems.append("a subset without image_dir, a regularisation or a fine-tune (metadata) subset")
+                continue
+            concept: dict[str, Any] = {"folder": str(sub["image_dir"]), "repeats": int(merged.get("num_repeats", 1))}
+            if merged.get("class_tokens"):
+                concept["trigger"] = str(merged["class_tokens"])
+            if "flip_aug" in sub:
+                concept["flip_aug"] = bool(sub["flip_aug"])
+            concepts.append(concept)
+        known: dict[str, tuple[str, Callable[[Any], Any]]] = {
+            "resolution": ("training.resolution", _resolution),
+            "batch_size": ("training.batch_size", int),
+            "enable_bucket": ("training.enable_bucket", bool),
+            "min_bucket_reso": ("training.min_bucket_reso", int),
+            "max_bucket_reso": ("training.max_bucket_reso", int),
+            "bucket_reso_steps": ("training.bucket_reso_steps", int),
+            "bucket_no_upscale": ("training.bucket_no_upscale", bool),
+            "caption_extension": ("dataset.caption_extension", str),
+            "shuffle_caption": ("training.shuffle_caption", bool),
+            "keep_tokens": ("training.keep_tokens", int),
+            "flip_aug": ("training.flip_aug", bool),
+            "caption_dropout_rate": ("training.caption_dropout_rate", float),
+        }
+        per_subset = {"image_dir", "num_repeats", "class_tokens", "flip_aug", "is_reg", "metadata_file"}
+        for key, value in level.items():
+            if key in known:
+                dotted, conv = known[key]
+                _set(self.config, dotted, conv(value))
+            elif key not in per_subset and not _same(value, DEFAULTS.get(key, object())):
+                problems.append(f"{key} = {value!r}")
+        for sub in ds.get("subsets") or []:
+            problems += [f"{k} = {x!r} (subset)" for k, x in sub.items() if k not in per_subset and k not in known]
+        if any(not Path(c["folder"]).is_absolute() for c in concepts):
+            self.notes.append(
+                f"{path.name} names folders relative to where sd-scripts ran; they are now relative to the "
+                "YAML: check dataset.concepts[].folder"
+            )
+        self.config.setdefault("dataset", {})["concepts"] = concepts
+        self.config["dataset"].pop("folder", None)
+        self.mapped("dataset_config", "dataset.concepts", concepts, f"read {path.name}")
+        for problem in problems:
+            self.rows.append(Row(f"dataset_config: {problem}", None, "unsupported", "lorakit has no key for it yet"))
+
     def prompts(self, v: dict[str, Any]) -> None:
         p = v.get("sample_prompts")
         if p is None:
             return
         # lorakit appends its own --w/--h/--s to each prompt; inline options are cut off
-        lines = p if isinstance(p, list) else _prompt_file(Path(str(p)))
+        lines = p if isinstance(p, list) else _prompt_file(self.base / str(p))
         if lines is None:
             self.row(
                 "sample_prompts", "unsupported", f"prompt file {p} not found: copy its lines into sampling.prompts"
@@ -485,11 +554,11 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def to_lorakit(source: Source, script: str, stem: str) -> Imported:
+def to_lorakit(source: Source, script: str, stem: str, base: Path = Path(".")) -> Imported:
     """The full lorakit config of ``source`` and a row for every argument; the config is
     checked by lorakit's schema (a value it refuses becomes an ``unsupported`` row and the
     key falls back to sd-scripts' behaviour where lorakit has it)."""
-    m = _Mapper(source, source.family, script, stem)
+    m = _Mapper(source, source.family, script, stem, base)
     m.run()
     rows = [*source.rows, *m.rows]
     config = m.config
@@ -550,10 +619,3 @@ def _drop(config: dict[str, Any], dotted: str) -> None:
     default = _get(SD_DEFAULTS, dotted)
     if default is not None:
         _set(config, dotted, default)
-
-
-def sd_args_of(values: dict[str, Any], origin: str) -> SdArgs:
-    args = SdArgs()
-    for k, v in values.items():
-        args.set(k, v, origin or k)
-    return args
