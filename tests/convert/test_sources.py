@@ -225,3 +225,24 @@ def test_gui_config_with_a_dataset_config(tmp_path: Path) -> None:
         True,
     )
     assert [r.key for r in result.imported.blocking()] == ["dataset_config: color_aug = True (subset)"]
+
+
+def test_a_lorakit_command_txt_imports_to_the_same_run(tmp_path: Path) -> None:
+    """lorakit's own command.txt (`cd … && ENV=… python -m accelerate.commands.launch …`) next to its
+    dataset.toml: the import plans the same command and the same dataset TOML."""
+    from lorakit.config.presets import preset_path
+    from tests.convert.conftest import plan
+
+    first = plan(preset_path("comic-style"), dataset(tmp_path), tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    for name, text in first.plan.files().items():
+        (tmp_path / "run" / name).write_text(text)
+    result = import_config(tmp_path / "run" / "command.txt")
+    assert not result.imported.blocking(), result.imported.blocking()
+    back = tmp_path / "back.yaml"
+    from lorakit.convert.api import to_yaml
+
+    back.write_text(to_yaml(result, tmp_path / "run" / "command.txt"))
+    again = plan(back, dataset(tmp_path), tmp_path / "run")
+    assert again.plan.argv == first.plan.argv
+    assert again.plan.dataset_toml == first.plan.dataset_toml

@@ -294,6 +294,8 @@ class _Mapper:
                 continue
             if dest in DEFAULTS and _same(value, DEFAULTS[dest]):
                 self.row(dest, "dropped", "sd-scripts' default: nothing to pass")
+            elif dest in SIMPLE and re.fullmatch(r"<[\w.]+>", str(value)):
+                self.row(dest, "dropped", f"a dry run's placeholder: set {SIMPLE[dest][0]}")
             elif dest in SIMPLE:
                 dotted, conv = SIMPLE[dest]
                 try:
