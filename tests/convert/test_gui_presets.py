@@ -33,7 +33,7 @@ NOT_CARRIED = {
     "SDXL - LoRA by malcolmrey training v1.0.json": [],
     "SDXL - LoRA face dogu_cat v1.0.json": [],
     "SDXL - LoRA finetuning phase 1_v1.1.json": ["save_last_n_steps_state"],
-    "SDXL - LoRA finetuning phase 2_v1.1.json": ["dim_from_weights", "network_weights"],
+    "SDXL - LoRA finetuning phase 2_v1.1.json": [],
     "SDXL - LoRA kudou-reira dadaptadam v1.0.json": [],
     "SDXL - LoRA kudou-reira dadaptadam v1.1.json": [],
     "SDXL - LoRA kudou-reira prodigy v4.0.json": [],
@@ -81,6 +81,8 @@ def _norm(dest: str, value: Any) -> Any:
             except (ValueError, SyntaxError):
                 out[k] = v
         return out
+    if dest in ("network_weights", "train_data_dir", "pretrained_model_name_or_path", "vae"):
+        return str(value).replace("\\", "/").rsplit("/", 1)[-1]  # a path: lorakit makes it absolute
     if dest == "resolution":
         parts = value if isinstance(value, list) else str(value).split(",")
         return tuple(int(p) for p in parts)

@@ -85,3 +85,21 @@ def test_scheduler_class_and_args(tmp_path: Path) -> None:
     cfg.write_text(yaml.safe_dump({"extends": "sdxl-adafactor", "optimizer": {"scheduler_type": "x; rm -rf /"}}))
     with pytest.raises(ConfigError, match="scheduler_type"):
         plan(cfg, dataset(tmp_path), tmp_path / "run")
+
+
+def test_start_from_a_lora(tmp_path: Path) -> None:
+    lora = tmp_path / "phase1.safetensors"
+    lora.write_bytes(b"x")
+    cfg = tmp_path / "n.yaml"
+    cfg.write_text(
+        yaml.safe_dump({"extends": "sdxl-adafactor", "network": {"weights": str(lora), "dim_from_weights": True}})
+    )
+    argv = plan(cfg, dataset(tmp_path), tmp_path / "run").plan.argv
+    assert f"--network_weights={lora}" in argv and "--dim_from_weights" in argv
+    cfg.write_text(yaml.safe_dump({"extends": "sdxl-adafactor", "network": {"dim_from_weights": True}}))
+    with pytest.raises(ConfigError, match=r"needs network\.weights"):
+        plan(cfg, dataset(tmp_path), tmp_path / "run")
+    cfg.write_text(
+        yaml.safe_dump({"extends": "sdxl-adafactor", "network": {"weights": str(tmp_path / "gone.safetensors")}})
+    )
+    assert any("gone.safetensors does not exist" in w for w in plan(cfg, dataset(tmp_path), tmp_path / "run").warnings)

@@ -160,6 +160,14 @@ def check_one_warmup(s: TrainSpec) -> list[Problem]:
     return []
 
 
+def check_dim_from_weights(s: TrainSpec) -> list[Problem]:
+    if s.network.dim_from_weights and s.network.weights is None:
+        return _err(
+            "network.dim_from_weights", "needs network.weights (the LoRA to read the dim from)", "set network.weights"
+        )
+    return []
+
+
 def check_timestep_range(s: TrainSpec) -> list[Problem]:
     t = s.training
     if t.min_timestep is not None and t.max_timestep is not None and t.min_timestep >= t.max_timestep:
@@ -227,6 +235,7 @@ RULES: tuple[Rule, ...] = (
     check_adaptive_noise_needs_offset,
     check_timestep_range,
     check_one_warmup,
+    check_dim_from_weights,
     hint_adaptive_optimizer,
     hint_lycoris_package,
     hint_text_encoder_lr_unused,

@@ -123,6 +123,8 @@ class NetworkSection(Strict):
     conv_alpha: Annotated[float, Field(gt=0)] | None = Field(None, description="Conv-layer alpha.")
     dropout: Annotated[float, Field(ge=0, lt=1)] | None = Field(None, description="network_dropout.")
     args: dict[str, ArgValue] = Field(default_factory=dict, description="Extra network_args (key: value).")
+    weights: Path | None = Field(None, description="Start from this LoRA file (network_weights).")
+    dim_from_weights: bool = Field(False, description="Take dim/alpha from network.weights.")
 
     _check_args = field_validator("args", mode="before")(_args)
 

@@ -168,6 +168,7 @@ def gui_config(spec: TrainSpec) -> tuple[dict[str, Any], list[str]]:
     gui["LoRA_type"] = lora_type
     gui["network_dim"], gui["network_alpha"] = n.dim, n.alpha
     gui["network_dropout"] = n.dropout or 0
+    gui["network_weights"], gui["dim_from_weights"] = str(n.weights or ""), n.dim_from_weights
     if n.conv_dim is not None:
         gui["conv_dim"], gui["conv_alpha"] = n.conv_dim, n.conv_alpha if n.conv_alpha is not None else 1
     for key, value in n.args.items():

@@ -61,6 +61,8 @@ SIMPLE: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "network_dim": ("network.dim", int),
     "network_alpha": ("network.alpha", float),
     "network_dropout": ("network.dropout", float),
+    "network_weights": ("network.weights", str),
+    "dim_from_weights": ("network.dim_from_weights", bool),
     "learning_rate": ("optimizer.lr", float),
     "unet_lr": ("optimizer.unet_lr", float),
     "lr_scheduler_num_cycles": ("optimizer.cycles", int),

@@ -89,6 +89,10 @@ def network_flags(spec: TrainSpec) -> tuple[Flags, list[str]]:
     flags += [("network_dim", str(n.dim)), ("network_alpha", _fmt(n.alpha))]
     if n.dropout is not None:
         flags.append(("network_dropout", _fmt(n.dropout)))
+    if n.weights is not None:
+        flags.append(("network_weights", str(n.weights)))
+    if n.dim_from_weights:
+        flags.append(("dim_from_weights", None))
     if n.conv_dim is not None and not spec.is_sd3:
         net_args.append(f"conv_dim={n.conv_dim}")
         net_args.append(f"conv_alpha={_fmt(n.conv_alpha if n.conv_alpha is not None else 1)}")
