@@ -32,7 +32,7 @@ NOT_CARRIED = {
     "SDXL - LoRA aitrepreneur clothing v1.0.json": ["gradient_accumulation_steps"],
     "SDXL - LoRA by malcolmrey training v1.0.json": [],
     "SDXL - LoRA face dogu_cat v1.0.json": [],
-    "SDXL - LoRA finetuning phase 1_v1.1.json": ["save_last_n_steps_state"],
+    "SDXL - LoRA finetuning phase 1_v1.1.json": [],
     "SDXL - LoRA finetuning phase 2_v1.1.json": [],
     "SDXL - LoRA kudou-reira dadaptadam v1.0.json": [],
     "SDXL - LoRA kudou-reira dadaptadam v1.1.json": [],

@@ -294,7 +294,10 @@ class _Mapper:
         for dest, value in v.items():
             if dest in done:
                 continue
-            if dest in DEFAULTS and _same(value, DEFAULTS[dest]):
+            inert = _inert(dest, v)
+            if inert:
+                self.row(dest, "dropped", inert)
+            elif dest in DEFAULTS and _same(value, DEFAULTS[dest]):
                 self.row(dest, "dropped", "sd-scripts' default: nothing to pass")
             elif dest in SIMPLE and re.fullmatch(r"<[\w.]+>", str(value)):
                 self.row(dest, "dropped", f"a dry run's placeholder: set {SIMPLE[dest][0]}")
@@ -537,6 +540,19 @@ class _Mapper:
         self.mapped("sample_prompts", "sampling.prompts", [x for x in prompts if x], "inline --options dropped")
         if "sample_sampler" not in v:
             _set(self.config, "sampling.sampler", "ddim")  # sd-scripts' default
+
+
+def _inert(dest: str, v: dict[str, Any]) -> str:
+    """Why an argument has no effect with the others given (sd-scripts' train_network.py /
+    train_util.py save paths), or ""."""
+    steps, state = bool(v.get("save_every_n_steps")), bool(v.get("save_state"))
+    if dest == "save_last_n_steps_state" and not (steps and state):
+        return "no effect: states are saved by steps only with save_state and save_every_n_steps"
+    if dest == "save_last_n_epochs_state" and not state:
+        return "no effect: states are saved only with save_state"
+    if dest == "save_last_n_steps" and not steps:
+        return "no effect: checkpoints are saved by steps only with save_every_n_steps"
+    return ""
 
 
 def _prompt_file(path: Path) -> list[str] | None:
