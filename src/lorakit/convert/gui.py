@@ -217,8 +217,11 @@ def _read_gui(data: dict[str, Any], path: object) -> Source:
         if key in data:
             rows.append(Row(key, data[key], "dropped", why))
 
-    for key in data:
+    # a key the file lacks keeps the GUI form's value (open_configuration): a fresh GUI's default
+    from_form = [k for k in tbl["gui_defaults"] if k not in data and "dest" in keys.get(k, {})]
+    for key in [*data, *from_form]:
         entry = keys.get(key)
+        label = key if key in data else f"{key} (not in the file: the GUI form's default)"
         if entry is None:
             prefix = next((p for p in tbl["prefixes"] if key.startswith(p)), None)
             if prefix is not None:
@@ -234,11 +237,11 @@ def _read_gui(data: dict[str, Any], path: object) -> Source:
                 continue
             value = _cast(entry.get("cast"), d[key])
             if key == "max_data_loader_n_workers":  # always re-added after the filter (lora_gui.py)
-                args.set(entry["dest"], value, key)
+                args.set(entry["dest"], value, label)
             elif _falsy(value) or value == []:
                 skip(key, "empty, 0 or false: the GUI does not pass it")
             else:
-                args.set(entry["dest"], value, key)
+                args.set(entry["dest"], value, label)
     if "use_8bit_adam" in data and "optimizer" not in data:
         args.set("optimizer_type", d["optimizer"], "use_8bit_adam")
     for key in ("sdxl", "sd3_checkbox", "v2", *_FAMILY_BOXES):
