@@ -101,6 +101,9 @@ def model_file_problems(spec: TrainSpec, strict: bool) -> list[Problem]:
                     "check the path (an absolute path is safest)",
                 )
             )
+    weights = spec.network.weights
+    if weights is not None and not Path(weights).expanduser().is_file():
+        out.append(Problem(level, "network.weights", f"file {weights} does not exist", "check the path"))
     return out
 
 

@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"dataset"},
     {"gpu"},
     {"kohya"},
-    {"planning"},
+    {"planning", "convert"},
     {"run"},
     {"report", "bench", "tryout"},
     {"training"},

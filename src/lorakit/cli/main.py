@@ -68,6 +68,12 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("dataset", "lorakit.cli.dataset", "Inspect and prepare image datasets."),
     Entry("runs", "lorakit.cli.runs", "Runs: list them, show one, follow its log."),
     Entry("queue", "lorakit.cli.queue", "Queue trainings; `queue run` starts each when a GPU's free memory fits it."),
+    Entry("import", "lorakit.cli.convert", "Turn a config you already have into a lorakit YAML."),
+    Entry(
+        "export",
+        "lorakit.cli.convert",
+        "Write a lorakit config (or a run's spec.yaml) for the kohya_ss GUI or sd-scripts.",
+    ),
     Entry(
         "try",
         "lorakit.cli.tryout",

@@ -142,6 +142,39 @@ def check_sampling_schedule(s: TrainSpec) -> list[Problem]:
     return []
 
 
+def check_adaptive_noise_needs_offset(s: TrainSpec) -> list[Problem]:
+    t = s.training
+    if t.adaptive_noise_scale is not None and not t.noise_offset:
+        return _err(
+            "training.adaptive_noise_scale",
+            "sd-scripts refuses adaptive_noise_scale without noise_offset",
+            "set training.noise_offset (e.g. 0.0357), or remove training.adaptive_noise_scale",
+        )
+    return []
+
+
+def check_one_warmup(s: TrainSpec) -> list[Problem]:
+    o = s.optimizer
+    if o.warmup_steps and o.warmup_ratio is not None:
+        return _err("optimizer.warmup_ratio", "set either warmup_steps or warmup_ratio, not both", "remove one")
+    return []
+
+
+def check_dim_from_weights(s: TrainSpec) -> list[Problem]:
+    if s.network.dim_from_weights and s.network.weights is None:
+        return _err(
+            "network.dim_from_weights", "needs network.weights (the LoRA to read the dim from)", "set network.weights"
+        )
+    return []
+
+
+def check_timestep_range(s: TrainSpec) -> list[Problem]:
+    t = s.training
+    if t.min_timestep is not None and t.max_timestep is not None and t.min_timestep >= t.max_timestep:
+        return _err("training.min_timestep", "must be below training.max_timestep", "lower min_timestep")
+    return []
+
+
 def hint_adaptive_optimizer(s: TrainSpec) -> list[Problem]:
     o, n = s.optimizer, s.network
     out: list[Problem] = []
@@ -199,6 +232,10 @@ RULES: tuple[Rule, ...] = (
     check_blocks_to_swap_family,
     check_bucket_range,
     check_sampling_schedule,
+    check_adaptive_noise_needs_offset,
+    check_timestep_range,
+    check_one_warmup,
+    check_dim_from_weights,
     hint_adaptive_optimizer,
     hint_lycoris_package,
     hint_text_encoder_lr_unused,

@@ -123,6 +123,8 @@ class NetworkSection(Strict):
     conv_alpha: Annotated[float, Field(gt=0)] | None = Field(None, description="Conv-layer alpha.")
     dropout: Annotated[float, Field(ge=0, lt=1)] | None = Field(None, description="network_dropout.")
     args: dict[str, ArgValue] = Field(default_factory=dict, description="Extra network_args (key: value).")
+    weights: Path | None = Field(None, description="Start from this LoRA file (network_weights).")
+    dim_from_weights: bool = Field(False, description="Take dim/alpha from network.weights.")
 
     _check_args = field_validator("args", mode="before")(_args)
 
@@ -134,10 +136,17 @@ class OptimizerSection(Strict):
     text_encoder_lr: Annotated[float, Field(ge=0)] | None = Field(None, description="Text-encoder LR.")
     args: dict[str, ArgValue] = Field(default_factory=dict, description="optimizer_args (key: value).")
 
-    _check_args = field_validator("args", mode="before")(_args)
+    _check_args = field_validator("args", "scheduler_args", mode="before")(_args)
     scheduler: Scheduler = Field("constant", description="lr_scheduler.")
+    scheduler_type: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*$")] | None = Field(
+        None, description="A scheduler class used instead (lr_scheduler_type), e.g. CosineAnnealingLR."
+    )
+    scheduler_args: dict[str, ArgValue] = Field(default_factory=dict, description="lr_scheduler_args (key: value).")
     cycles: EpochCount | None = Field(None, description="lr_scheduler_num_cycles (cosine_with_restarts).")
     warmup_steps: NonNegSteps = Field(0, description="lr_warmup_steps.")
+    warmup_ratio: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        None, description="Warmup as a share of all steps (instead of warmup_steps), e.g. 0.05."
+    )
     max_grad_norm: Annotated[float, Field(ge=0)] | None = Field(None, description="Gradient clipping.")
 
 
@@ -161,6 +170,21 @@ class TrainingSection(Strict):
     min_snr_gamma: Annotated[float, Field(gt=0)] | None = Field(None, description="Min-SNR weighting (5).")
     noise_offset: Annotated[float, Field(ge=0)] | None = Field(None, description="noise_offset.")
     debiased_estimation: bool = Field(False, description="debiased_estimation_loss.")
+    adaptive_noise_scale: Annotated[float, Field(ge=-1, le=1)] | None = Field(
+        None, description="Adds mean(|latent|) × this to noise_offset (needs noise_offset)."
+    )
+    multires_noise_iterations: Annotated[int, Field(gt=0, le=64)] | None = Field(
+        None, description="Multires (pyramid) noise iterations, e.g. 6-10."
+    )
+    multires_noise_discount: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="Multires noise discount (sd-scripts' default 0.3)."
+    )
+    min_timestep: Annotated[int, Field(ge=0, le=1000)] | None = Field(None, description="Lowest timestep trained.")
+    max_timestep: Annotated[int, Field(ge=1, le=1000)] | None = Field(None, description="Highest timestep trained + 1.")
+    caption_dropout_rate: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        None, description="Share of images trained with an empty caption."
+    )
+    max_token_length: Literal[150, 225] | None = Field(None, description="Caption tokens: 150 or 225 (default 75).")
     scale_weight_norms: Annotated[float, Field(gt=0)] | None = Field(None, description="Max-norm reg.")
     flip_aug: bool = Field(False, description="Random horizontal flip (not for asymmetric subjects).")
     shuffle_caption: bool = Field(False, description="Shuffle caption tags (keep_tokens stay first).")
@@ -171,6 +195,7 @@ class TrainingSection(Strict):
     min_bucket_reso: Side = Field(256, description="Smallest bucket side.")
     max_bucket_reso: Side = Field(2048, description="Largest bucket side.")
     bucket_reso_steps: Side = Field(64, description="Bucket side step.")
+    bucket_no_upscale: bool = Field(False, description="Do not upscale images smaller than the bucket.")
     blocks_to_swap: SmallCount | None = Field(None, description="SD 3.5: blocks swapped to CPU.")
     dataloader_workers: SmallCount = Field(2, description="max_data_loader_n_workers.")
     gpus: list[GpuId] | None = Field(None, description="GPU ids to use (default: the first).")

@@ -39,6 +39,8 @@ def dataset_toml(spec: TrainSpec, plan: DatasetPlan) -> str:
             "max_bucket_reso": t.max_bucket_reso,
             "bucket_reso_steps": t.bucket_reso_steps,
         }
+        if t.bucket_no_upscale:
+            dataset["bucket_no_upscale"] = True
     lines = ["# written by lorakit: sd-scripts --dataset_config", "[general]", *_table(general), ""]
     lines += ["[[datasets]]", *_table(dataset), ""]
     for c in plan.concepts:

@@ -89,6 +89,10 @@ def network_flags(spec: TrainSpec) -> tuple[Flags, list[str]]:
     flags += [("network_dim", str(n.dim)), ("network_alpha", _fmt(n.alpha))]
     if n.dropout is not None:
         flags.append(("network_dropout", _fmt(n.dropout)))
+    if n.weights is not None:
+        flags.append(("network_weights", str(n.weights)))
+    if n.dim_from_weights:
+        flags.append(("dim_from_weights", None))
     if n.conv_dim is not None and not spec.is_sd3:
         net_args.append(f"conv_dim={n.conv_dim}")
         net_args.append(f"conv_alpha={_fmt(n.conv_alpha if n.conv_alpha is not None else 1)}")
@@ -104,10 +108,14 @@ def optimizer_flags(spec: TrainSpec) -> tuple[Flags, list[str]]:
     if o.text_encoder_lr is not None and not spec.training.unet_only:
         flags.append(("text_encoder_lr", _fmt(o.text_encoder_lr)))
     flags.append(("lr_scheduler", o.scheduler))
+    if o.scheduler_type is not None:
+        flags.append(("lr_scheduler_type", o.scheduler_type))
     if o.cycles is not None:
         flags.append(("lr_scheduler_num_cycles", str(o.cycles)))
     if o.warmup_steps:
         flags.append(("lr_warmup_steps", str(o.warmup_steps)))
+    elif o.warmup_ratio is not None:  # sd-scripts: a value < 1 is a share of all steps
+        flags.append(("lr_warmup_steps", _fmt(o.warmup_ratio)))
     if o.max_grad_norm is not None:
         flags.append(("max_grad_norm", _fmt(o.max_grad_norm)))
     return flags, _kv(o.args)
@@ -140,6 +148,13 @@ def training_flags(spec: TrainSpec) -> Flags:
         ("noise_offset", t.noise_offset or None),
         ("scale_weight_norms", t.scale_weight_norms),
         ("clip_skip", t.clip_skip),
+        ("adaptive_noise_scale", t.adaptive_noise_scale),
+        ("multires_noise_iterations", t.multires_noise_iterations),
+        ("multires_noise_discount", t.multires_noise_discount),
+        ("min_timestep", t.min_timestep),
+        ("max_timestep", t.max_timestep),
+        ("caption_dropout_rate", t.caption_dropout_rate),
+        ("max_token_length", t.max_token_length),
     ):
         if value is not None:
             flags.append((name, _fmt(value)))
@@ -235,6 +250,8 @@ def build_launch_plan(spec: TrainSpec, dataset: DatasetPlan, trainer: Trainer, r
     argv += render_flags(opt)
     if opt_args:
         argv += ["--optimizer_args", *opt_args]
+    if spec.optimizer.scheduler_args:
+        argv += ["--lr_scheduler_args", *_kv(spec.optimizer.scheduler_args)]
     argv += render_flags(training_flags(spec) + sampling_flags(spec, run_dir))
 
     t = spec.training
