@@ -12,10 +12,11 @@ cd "$REPO"
 PLAT="--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
  --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
  --platform manylinux2014_x86_64 --platform manylinux1_x86_64"
-mkdir -p .whl .whl-bnb .gpuassets .git/info
-for p in /.whl/ /.whl-bnb/ /.gpuassets/; do grep -qxF "$p" .git/info/exclude 2>/dev/null || echo "$p" >>.git/info/exclude; done
+mkdir -p .whl .whl-bnb .whl-lk .gpuassets .git/info
+for p in /.whl/ /.whl-bnb/ /.whl-lk/ /.gpuassets/ /.comfyui/ /.smoke/; do grep -qxF "$p" .git/info/exclude 2>/dev/null || echo "$p" >>.git/info/exclude; done
 python3 -m pip download -q $PLAT -d .whl -r scripts/gpu/wheels.txt
 python3 -m pip download -q $PLAT -d .whl-bnb bitsandbytes==0.50.2
+python3 -m pip download -q $PLAT -d .whl-lk -r scripts/gpu/wheels-lk.txt  # lorakit's own (+ serve extra)
 tmp=$(mktemp -d)
 python3 -m pip download -q $PLAT -d "$tmp" open_clip_torch==3.3.0
 python3 - "$tmp" <<'PY'

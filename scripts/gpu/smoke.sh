@@ -23,7 +23,9 @@ if [ "$MODE" = prepare ]; then
   done
   grep -qxF /.smoke/ .git/info/exclude 2>/dev/null || echo /.smoke/ >>.git/info/exclude
   rm -rf .smoke && mkdir -p .smoke/tree
-  git archive HEAD | tar -x -C .smoke/tree
+  # what the device needs of the tree: the package to build (src, pyproject, README), the examples
+  # and the smoke scripts; tests/ and docs/ stay here (the 64 MiB a device call carries is shared)
+  git archive HEAD -- src pyproject.toml README.md examples configs scripts .gitignore | tar -x -C .smoke/tree
   printf '{"commit": "%s", "src_tree": "%s", "prepared": "%s", "dirty_src": %s}\n' \
     "$(git rev-parse HEAD)" "$(git rev-parse HEAD:src)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     "$(git diff --quiet HEAD -- src && echo false || echo true)" >.smoke/ids
