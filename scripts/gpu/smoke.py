@@ -577,7 +577,11 @@ def extra_steps() -> list[tuple[str, Callable[[], None]]]:
     import importlib
 
     out: list[tuple[str, Callable[[], None]]] = []
-    for f in sorted(Path(__file__).resolve().parent.glob("smoke_i*.py")):
+    # most needed first: a step past LK_SMOKE_DEADLINE is recorded as not run
+    order = os.environ.get("LK_SMOKE_ORDER", "i18,i16,i19,i12,i13,i15").split(",")
+    files = sorted(Path(__file__).resolve().parent.glob("smoke_i*.py"))
+    files.sort(key=lambda f: order.index(f.stem[6:]) if f.stem[6:] in order else len(order))
+    for f in files:
         try:
             out += list(importlib.import_module(f.stem).STEPS)
         except Exception as exc:  # a broken step file is a failed row, not a dead smoke
