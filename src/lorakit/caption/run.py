@@ -339,9 +339,12 @@ def caption_dataset(opts: CaptionOptions, progress: ProgressFn | None = None) ->
 
     final = [o for o in outcomes if o is not None]
     words = {w for t in targets for w in (t.trigger, t.class_word) if w}
-    stats = compute_tag_stats(
-        [(o.rel, Caption(tuple(split_tags(o.caption)))) for o in final if o.action != "failed"], words
-    )
+    if sentence:  # tag counts mean nothing for sentences
+        stats = TagStats(0, (), ())
+    else:
+        stats = compute_tag_stats(
+            [(o.rel, Caption(tuple(split_tags(o.caption)))) for o in final if o.action != "failed"], words
+        )
     report = CaptionReport(
         root, copied_from, k.name, model, captioner.provider, batch, final, stats,
         inference_seconds=inference, notes=notes,
