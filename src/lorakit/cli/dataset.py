@@ -199,6 +199,13 @@ def prepare_cmd(
         "tokens) or trigger (write the trigger and class as the caption).",
     ),
     near_dup_distance: int = NearOpt,
+    reg: Path | None = typer.Option(
+        None, "--reg", help="Regularization (class) images, prepared the same way into OUT/reg/ (is_reg subset)."
+    ),
+    reg_repeats: int | None = typer.Option(
+        None, "--reg-repeats", help="Repeats of the reg images (default: balanced so every one is used)."
+    ),
+    reg_class: str | None = typer.Option(None, "--reg-class", help="Class word of the reg images (default: --class)."),
     jobs: int | None = JobsOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -209,6 +216,8 @@ def prepare_cmd(
     Example: [bold]lorakit dataset prepare ~/raw/alice --trigger ohwx --class woman[/]
 
     Example (one sub-folder per concept): [bold]lorakit dataset prepare ~/raw/cast --visits 120[/]
+
+    Example (with class images): [bold]lorakit dataset prepare ~/raw/alice -t ohwx --class woman --reg ~/reg[/]
     """
     from lorakit.dataset.prepare import PrepareOptions, prepare_dataset
 
@@ -216,7 +225,7 @@ def prepare_cmd(
         source=directory, trigger=trigger, class_word=class_word, out=out, repeats=repeats, visits=visits,
         epochs=epochs, batch_size=batch_size, resolution=resolution, max_size=max_size, min_size=min_size,
         fmt=fmt.lower(), background=background, caption_ext=caption_ext, caption_missing=caption_missing,
-        near_dup_distance=near_dup_distance, jobs=jobs,
+        near_dup_distance=near_dup_distance, jobs=jobs, reg=reg, reg_repeats=reg_repeats, reg_class=reg_class,
     )  # fmt: skip
     with _progress(not as_json) as update:
         report = prepare_dataset(opts, progress=update)
@@ -244,6 +253,12 @@ def _render_prepare(report: PrepareReport) -> None:
         table.add_column(col, justify="left" if col == "folder" else "right")
     for c in report.concepts:
         table.add_row(escape(c.folder), str(c.images), str(c.repeats), str(c.visits_per_epoch), str(c.visits_per_image))
+    r = report.regularization
+    if r is not None:
+        used = "" if r.images_used == r.images else f" ({r.images_used} used)"
+        table.add_row(
+            escape(r.folder) + " [dim](reg)[/]", f"{r.images}{used}", str(r.repeats), str(r.samples_per_epoch), "-"
+        )
     console.print(table)
     s = report.schedule
     console.print(f"steps: {s.formula()}  [dim]({escape(s.how)})[/]")

@@ -109,6 +109,7 @@ def plan_json(planned: PlannedRun) -> dict[str, Any]:
             "effective_batch": p.steps.effective_batch,
             "epochs": p.steps.epochs,
             "total_steps": p.steps.total_steps,
+            "reg_samples": p.steps.reg_samples,
             "formula": p.steps.formula(),
         },
         "dataset": {
@@ -124,10 +125,25 @@ def plan_json(planned: PlannedRun) -> dict[str, Any]:
                 }
                 for c in d.concepts
             ],
+            "regularization": _reg_json(d),
         },
         "changes": [{"key": k, "preset": a, "value": b} for k, a, b in spec_diff(planned.loaded)],
         "spec": spec_dump(planned.spec),
         "warnings": planned.warnings,
+    }
+
+
+def _reg_json(d: Any) -> dict[str, object] | None:
+    r = d.regularization
+    if r is None:
+        return None
+    return {
+        "folder": str(r.folder),
+        "images": r.images,
+        "repeats": r.repeats,
+        "class_tokens": r.class_tokens,
+        "samples_per_epoch": d.reg_samples_per_epoch,
+        "images_used": r.used_images(d.visits_per_epoch),
     }
 
 
@@ -152,6 +168,14 @@ def print_plan(planned: PlannedRun, *, as_json: bool, dry_run: bool) -> None:
         console.print(
             f"  {c.folder.name}: {c.images} images ({c.captioned} captioned) × {c.repeats} repeats"
             f" — class tokens '{c.class_tokens}'"
+        )
+    r = d.regularization
+    if r is not None:
+        used = r.used_images(d.visits_per_epoch)
+        console.print(
+            f"  regularization {r.folder.name}: {r.images} images × {r.repeats} repeats — class tokens "
+            f"'{r.class_tokens}'; {d.reg_samples_per_epoch} reg samples/epoch ({used} images used; sd-scripts "
+            "balances them to the train samples)"
         )
     s = p.steps
     console.print(f"[bold]Steps[/] {s.formula()}  ({s.steps_per_epoch} steps per epoch)")

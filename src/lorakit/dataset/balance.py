@@ -37,6 +37,7 @@ class Schedule:
     epochs: int
     batch_size: int
     how: str  # one line: where repeats/epochs came from
+    reg_samples: int = 0  # regularization samples per epoch, as sd-scripts balances them (plan.reg_samples_per_epoch)
 
     @property
     def visits_per_epoch(self) -> tuple[int, ...]:
@@ -48,7 +49,8 @@ class Schedule:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.images_x_repeats / self.batch_size) if self.images_x_repeats else 0
+        samples = self.images_x_repeats + self.reg_samples
+        return math.ceil(samples / self.batch_size) if samples else 0
 
     @property
     def total_steps(self) -> int:
@@ -59,16 +61,17 @@ class Schedule:
         return tuple(r * self.epochs for r in self.repeats)
 
     def formula(self) -> str:
-        return (
-            f"{self.images_x_repeats} images×repeats × {self.epochs} epochs ÷ batch {self.batch_size}"
-            f" = {self.total_steps} steps"
-        )
+        samples = f"{self.images_x_repeats} images×repeats"
+        if self.reg_samples:
+            samples = f"({self.images_x_repeats} train + {self.reg_samples} reg) images×repeats"
+        return f"{samples} × {self.epochs} epochs ÷ batch {self.batch_size} = {self.total_steps} steps"
 
     def as_dict(self) -> dict[str, object]:
         return {
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "images_x_repeats": self.images_x_repeats,
+            "reg_samples": self.reg_samples,
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "how": self.how,
