@@ -21,6 +21,7 @@ options and what happened to each image.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections import deque
@@ -303,7 +304,7 @@ def caption_dataset(opts: CaptionOptions, progress: ProgressFn | None = None) ->
     batch = captioner.batch_size(opts.batch_size)
     if captioner.fixed_batch and captioner.fixed_batch != opts.batch_size:
         notes.append(f"the model has a fixed batch size {batch} (--batch-size {opts.batch_size} unused)")
-    workers = max(1, min(4, opts.jobs or 4))
+    workers = max(1, opts.jobs or min(8, os.cpu_count() or 1))  # decoding is most of the work on a CPU
     t0 = time.perf_counter()
     done = 0
     pending: list[tuple[int, Any]] = []

@@ -47,6 +47,8 @@ class BlipCaptioner:
         except (OSError, ValueError) as exc:
             raise DatasetError(f"{folder}: not a BLIP model ({exc})", fix="pass a BLIP model folder") from None
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        limit = int(getattr(model.config.text_config, "max_position_embeddings", 512))
+        self.max_new_tokens = max(MIN_NEW_TOKENS, min(MAX_NEW_TOKENS, limit - 2))
         gpu = f" ({torch.cuda.get_device_name(0)})" if self.device == "cuda" else ""
         self.provider = f"torch {self.device}{gpu}"
         self.fixed_batch: int | None = None
@@ -68,7 +70,7 @@ class BlipCaptioner:
         pixels = inputs["pixel_values"].to(device=self.device, dtype=self.dtype)
         with torch.inference_mode():
             out = self.model.generate(
-                pixel_values=pixels, max_new_tokens=MAX_NEW_TOKENS, min_new_tokens=MIN_NEW_TOKENS, num_beams=1
+                pixel_values=pixels, max_new_tokens=self.max_new_tokens, min_new_tokens=MIN_NEW_TOKENS, num_beams=1
             )
         texts = self.processor.batch_decode(out, skip_special_tokens=True)
         return [[s] if (s := " ".join(t.split())) else [] for t in texts]

@@ -54,7 +54,7 @@ def build(out: Path, seed: int = 0) -> Path:
     small = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 2}
     config = BlipConfig(
         text_config={
-            **small, "vocab_size": len(vocab), "max_position_embeddings": 64, "pad_token_id": vocab["[PAD]"],
+            **small, "vocab_size": len(vocab), "max_position_embeddings": 128, "pad_token_id": vocab["[PAD]"],
             "bos_token_id": vocab["[DEC]"], "sep_token_id": vocab["[SEP]"], "eos_token_id": vocab["[SEP]"],
             "encoder_hidden_size": 32,
         },
