@@ -161,5 +161,7 @@ def test_prepare_reg_needs_a_class_and_its_own_folder(lorakit: Any, tmp_path: Pa
     reg = reg_folder(tmp_path / "reg", 2)
     r = lorakit("dataset", "prepare", str(raw), "-t", "ohwx", "--reg", str(reg), "-o", str(tmp_path / "o"))
     assert r.code == 2 and "--reg needs a class word" in r.err
-    r = lorakit("dataset", "prepare", str(raw), "-t", "ohwx", "--class", "w", "--reg", str(raw), "-o", str(tmp_path / "o"))
+    r = lorakit(
+        "dataset", "prepare", str(raw), "-t", "ohwx", "--class", "w", "--reg", str(raw), "-o", str(tmp_path / "o")
+    )
     assert r.code == 2 and "overlap" in r.err
