@@ -99,3 +99,17 @@ def test_synthetic_model_signature_and_outputs(tmp_path: Path) -> None:
     p = sess.run(None, {inp.name: x})[0]
     assert np.allclose(p[0], RED, atol=1e-5)
     assert p[1][5] > 0.99  # white has blue too
+
+
+def test_cli_start_imports_no_captioning_runtime() -> None:
+    """`lorakit --help` and the caption modules' import leave onnxruntime/torch/transformers/hub unloaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import lorakit.cli.main, lorakit.caption.run, lorakit.caption.models; "
+        "heavy = [m for m in ('onnxruntime', 'torch', 'transformers', 'huggingface_hub', 'onnx') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
