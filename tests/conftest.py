@@ -52,6 +52,46 @@ def lorakit(isolated_env: dict[str, str], tmp_path: Path):  # type: ignore[no-un
     return run
 
 
+@pytest.fixture
+def lorakit_in_process(isolated_env: dict[str, str], tmp_path: Path, lorakit):  # type: ignore[no-untyped-def]
+    """The same CLI call as ``lorakit``, run in this process (the real ``main()``, its error edge
+    included, with this environment, folder and argv; stdout/stderr captured): for commands that
+    start no child, where a fresh interpreter per call proves nothing more and costs ~2 s.
+    LORAKIT_TEST_SUBPROCESS=1 runs them as child processes again (to compare)."""
+    import contextlib
+    import io
+
+    if os.environ.get("LORAKIT_TEST_SUBPROCESS") == "1":
+        return lorakit
+
+    def run(*args: str, cwd: Path | None = None) -> CliResult:
+        from lorakit.cli.main import main
+
+        out, err = io.StringIO(), io.StringIO()
+        saved_env, saved_cwd, saved_argv = dict(os.environ), Path.cwd(), sys.argv
+        code = 0
+        try:
+            os.environ.clear()
+            os.environ.update(isolated_env)
+            os.chdir(cwd or tmp_path)
+            sys.argv = ["lorakit", *args]
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    main()
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                    if isinstance(exc.code, str):
+                        err.write(exc.code + "\n")
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+            os.chdir(saved_cwd)
+            sys.argv = saved_argv
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    return run
+
+
 def make_kohya_dataset(root: Path, concepts: dict[str, int], caption: bool = True) -> Path:
     """root/<folder>/img_N.png (+ .txt): real tiny PNGs; concepts maps folder name → image count."""
     import zlib

@@ -46,6 +46,11 @@ MODELS = BASE / "m"
 T0 = time.time()
 DEADLINE = float(os.environ.get("LK_SMOKE_DEADLINE", "540"))
 ROWS: list[dict[str, Any]] = []
+# LK_SMOKE_PART: "base" (the steps above) or "extra" (synth sdxl + prepare, then the STEPS of every
+# scripts/gpu/smoke_i*.py: one file per issue, each `import smoke as S` and using S.lk / S.row)
+PART = os.environ.get("LK_SMOKE_PART", "base")
+if __name__ == "__main__":  # the step files' `import smoke` must get this module, not a second copy
+    sys.modules.setdefault("smoke", sys.modules[__name__])
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("LK_SD_SCRIPTS", str(SD))
@@ -193,15 +198,20 @@ def sd3_sets() -> list[str]:
 
 def step_synth() -> None:
     # SD3.5 large (and its encoders) in the background: it is needed last
+    if PART == "base":
+        _synth_sd35_background()
+    t = time.time()
+    p = lk("synth_sdxl", "synth-model", "sdxl", str(SDXL_DIR), "--bpe", str(BPE), timeout=240)
+    ok = p.returncode == 0 and (SDXL_DIR / "sdxl_synth.safetensors").is_file()
+    row("synth-model sdxl", ok and no_traceback(p), rc=p.returncode, seconds=round(time.time() - t, 1))
+
+
+def _synth_sd35_background() -> None:
     log = open(LOGS / "synth_sd35_large.log", "w", encoding="utf-8")  # noqa: SIM115
     argv = ["lorakit", "synth-model", "sd3.5-large", str(SD3_DIR), "--bpe", str(BPE)]
     log.write(f"$ {shlex.join(argv)}\n")
     log.flush()
     _bg["sd3l"] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, text=True, env=user_env(), cwd=WORK)
-    t = time.time()
-    p = lk("synth_sdxl", "synth-model", "sdxl", str(SDXL_DIR), "--bpe", str(BPE), timeout=240)
-    ok = p.returncode == 0 and (SDXL_DIR / "sdxl_synth.safetensors").is_file()
-    row("synth-model sdxl", ok and no_traceback(p), rc=p.returncode, seconds=round(time.time() - t, 1))
 
 
 def step_doctor() -> None:
@@ -563,10 +573,33 @@ def step_sd35() -> None:
     short_train("train sd35-large", "sd35-large", sd3_sets(), WORK / "runs-sd35l", 3, 400)
 
 
+def extra_steps() -> list[tuple[str, Callable[[], None]]]:
+    import importlib
+
+    out: list[tuple[str, Callable[[], None]]] = []
+    for f in sorted(Path(__file__).resolve().parent.glob("smoke_i*.py")):
+        try:
+            out += list(importlib.import_module(f.stem).STEPS)
+        except Exception as exc:  # a broken step file is a failed row, not a dead smoke
+            err = f"{type(exc).__name__}: {exc}"
+            out.append((f.stem, lambda name=f.stem, err=err: row(name, False, driver_error=err)))
+    return out
+
+
+def main_extra() -> int:
+    for name, fn in (("synth-model sdxl", step_synth), ("dataset prepare", step_prepare), *extra_steps()):
+        note(f"step {name}")
+        guarded(name, fn)
+    save()
+    return 0 if ROWS and all(r["pass"] for r in ROWS) else 1
+
+
 def main() -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
-    note(f"lorakit at {shutil.which('lorakit')}")
+    note(f"lorakit at {shutil.which('lorakit')} (part {PART})")
+    if PART == "extra":
+        return main_extra()
     for name, fn in (
         ("doctor", step_doctor),
         ("synth-model sdxl", step_synth),

@@ -100,7 +100,9 @@ res = {
     "lorakit_wheel": sorted(os.listdir("/tmp/lkwheel")),
     "passed": all(s["pass"] for s in steps) and bool(steps), "steps": steps,
 }
-path = os.path.join(out, f"smoke-{date}.json")
+part = os.environ.get("LK_SMOKE_PART", "base")
+res["part"] = part
+path = os.path.join(out, f"smoke-{date}.json" if part == "base" else f"smoke-{date}-{part}.json")
 json.dump(res, open(path, "w"), indent=1)
 print(json.dumps({k: res[k] for k in ("commit", "src_tree", "src_tree_matches", "gpu", "passed")}))
 for s in steps:

@@ -12,10 +12,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lorakit.run.events import Event, Finished, Progress, Started
-from lorakit.run.watch import SpeedWatch
-
-WARMUP_STEPS = 2  # the first steps include cuDNN autotuning, allocator growth, caching
+from lorakit import rate
+from lorakit.events import Event, Finished, Progress, Started
+from lorakit.rate import WARMUP_STEPS
 
 
 @dataclass
@@ -38,13 +37,8 @@ class BenchResult:
 
 
 def steady_s_per_step(events: list[Event], warmup: int = WARMUP_STEPS) -> float | None:
-    """Steady seconds per step, warm-up excluded: the live view's own SpeedWatch, fed the run's
-    progress events (their ``t`` is when lorakit saw the line)."""
-    watch = SpeedWatch(warmup_steps=warmup, window=10_000)
-    for ev in events:
-        if isinstance(ev, Progress):
-            watch.add(ev)
-    return watch.steady_s_per_step
+    """Steady seconds per step of the whole run: ``lorakit.rate``'s one definition."""
+    return rate.steady_s_per_step((e for e in events if isinstance(e, Progress)), warmup=warmup)
 
 
 def time_to_first_step(events: list[Event]) -> float | None:
@@ -61,7 +55,9 @@ def summarize(
     batch_size: int,
     gpu: str | None,
     overrides: list[str],
+    n_gpus: int = 1,
 ) -> BenchResult:
+    """``n_gpus``: the GPUs of the run (each takes a batch per step), counted in images/s."""
     sps = steady_s_per_step(events)
     fin = next((e for e in reversed(events) if isinstance(e, Finished)), None)
     last = max((e.step for e in events if isinstance(e, Progress)), default=0)
@@ -72,7 +68,7 @@ def summarize(
         steps=last,
         batch_size=batch_size,
         steady_s_per_step=round(sps, 4) if sps else None,
-        images_per_s=round(batch_size / sps, 3) if sps else None,
+        images_per_s=round(batch_size * n_gpus / sps, 3) if sps else None,
         time_to_first_step_s=round(v, 1) if (v := time_to_first_step(events)) is not None else None,
         wall_s=round(fin.duration_s, 1) if fin and fin.duration_s is not None else None,
         peak_vram_gib=fin.peak_vram_gib if fin else None,  # the runner's NVML readings

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from lorakit import rate
 from lorakit.bench import bench_overrides, steady_s_per_step, time_to_first_step
-from lorakit.run.events import Progress, Started
+from lorakit.events import Progress, Started, read_events
 from tests.run.conftest import fixture_log
 from tests.run.test_cli_run import trainer_env  # noqa: F401  (fixture)
 
@@ -43,10 +44,15 @@ def test_bench_cli_end_to_end(lorakit, trainer_env: dict[str, str], tmp_path: Pa
     assert result["status"] == "done" and result["batch_size"] == 1
     assert result["steps"] == 8  # the recorded run's own count (its bar ends at 8/8)
     sps = result["steady_s_per_step"]
-    assert sps is not None and sps > 0.001  # the replay is paced: steps come milliseconds apart
+    run = Path(result["run_dir"])
+    # the one definition over the run's own events; `runs show` and the report print the same
+    progress = [e for e in read_events(run) if isinstance(e, Progress)]
+    assert len(progress) >= 5 and sps == round(rate.steady_s_per_step(progress) or 0.0, 4) > 0
+    shown = json.loads(lorakit("runs", "show", str(run), "--json", cwd=cwd).out)["s_per_step"]
+    assert round(shown, 4) == sps
+    assert f"<td>{shown:.3f}</td>" in (run / "report.html").read_text(encoding="utf-8")
     assert result["images_per_s"] == pytest.approx(1 / sps, rel=0.01)
     assert result["time_to_first_step_s"] is not None and result["peak_vram_gib"] is None  # no GPU here
-    run = Path(result["run_dir"])
     argv = (run / "command.txt").read_text(encoding="utf-8")
     assert "--max_train_steps=6" in argv and "save_every_n_epochs" not in argv
     assert json.loads((run / "bench.json").read_text(encoding="utf-8")) == result

@@ -6,7 +6,15 @@ import json
 import shlex
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import EXAMPLE, tree_bytes
+
+
+@pytest.fixture
+def lorakit(lorakit_in_process):  # type: ignore[no-untyped-def]
+    """These commands start no child: the CLI runs in this process (tests/conftest.py)."""
+    return lorakit_in_process
 
 
 def test_dry_run_prints_plan_and_writes_only_temp(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -9,6 +9,12 @@ import pytest
 from tests.conftest import EXAMPLE, make_kohya_dataset
 
 
+@pytest.fixture
+def lorakit(lorakit_in_process):  # type: ignore[no-untyped-def]
+    """These commands start no child: the CLI runs in this process (tests/conftest.py)."""
+    return lorakit_in_process
+
+
 def assert_clean_error(res, *needles: str) -> None:  # type: ignore[no-untyped-def]
     assert res.code == 2, (res.code, res.out, res.err)
     assert "Traceback" not in res.err
@@ -87,7 +93,8 @@ def test_invalid_yaml_names_line(lorakit, tmp_path: Path) -> None:  # type: igno
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("training:\n  batch_size: [1\n", encoding="utf-8")
     res = lorakit("train", "--config", str(cfg), "--dry-run")
-    assert_clean_error(res, f"{cfg}:", "not valid YAML")
+    # the line the parser stopped at (the list is never closed: the end of the file, line 3)
+    assert_clean_error(res, f"{cfg}: line 3, column 1: not valid YAML")
 
 
 def test_same_layer_epochs_and_steps_is_an_error(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,15 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import EXAMPLE
+
+
+@pytest.fixture
+def lorakit(lorakit_in_process):  # type: ignore[no-untyped-def]
+    """These commands start no child: the CLI runs in this process (tests/conftest.py)."""
+    return lorakit_in_process
 
 
 def _plan(res) -> dict:  # type: ignore[no-untyped-def]

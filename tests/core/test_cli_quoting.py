@@ -17,6 +17,12 @@ from tests.core.test_cli_errors import assert_clean_error
 EVIL = "my data $(touch X)"
 
 
+@pytest.fixture
+def lorakit(lorakit_in_process):  # type: ignore[no-untyped-def]
+    """These commands start no child: the CLI runs in this process (tests/conftest.py)."""
+    return lorakit_in_process
+
+
 def _pasted(command: str, cwd: Path) -> list[str]:
     """What a shell makes of a printed command when pasted (the program replaced by printf)."""
     words = shlex.split(command)

@@ -12,6 +12,12 @@ from tests.conftest import EXAMPLE, make_kohya_dataset
 from tests.core.test_cli_errors import assert_clean_error
 
 
+@pytest.fixture
+def lorakit(lorakit_in_process):  # type: ignore[no-untyped-def]
+    """These commands start no child: the CLI runs in this process (tests/conftest.py)."""
+    return lorakit_in_process
+
+
 def test_repeated_key_in_a_yaml_mapping_names_file_and_line(lorakit, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cfg = tmp_path / "dup.yaml"
     cfg.write_text("extends: comic-style\nnetwork:\n  dim: 64\n  alpha: 8\n  dim: 16\n", encoding="utf-8")

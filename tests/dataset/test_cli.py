@@ -11,6 +11,12 @@ import pytest
 from tests.dataset.conftest import build_concepts, snapshot
 
 
+@pytest.fixture
+def lorakit(lorakit_in_process):  # type: ignore[no-untyped-def]
+    """The CLI in this process (tests/conftest.py): it starts no trainer."""
+    return lorakit_in_process
+
+
 def test_inspect_table_and_verdict(lorakit: Any, nasty: Path) -> None:
     before = snapshot(nasty)
     r = lorakit("dataset", "inspect", str(nasty), "--resolution", "256")

@@ -7,7 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.dataset.conftest import jpeg_bytes, photo
+
+
+@pytest.fixture
+def lorakit(lorakit_in_process):  # type: ignore[no-untyped-def]
+    """The CLI in this process (tests/conftest.py): it starts no trainer."""
+    return lorakit_in_process
 
 
 def _raw(tmp_path: Path) -> Path:

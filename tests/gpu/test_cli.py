@@ -13,6 +13,12 @@ import yaml
 from tests.conftest import EXAMPLE, make_kohya_dataset
 
 
+@pytest.fixture
+def lorakit(lorakit_in_process):  # type: ignore[no-untyped-def]
+    """The CLI in this process (tests/conftest.py): it starts no trainer."""
+    return lorakit_in_process
+
+
 def _has_gpu() -> bool:
     from lorakit.errors import EnvironmentProblem
     from lorakit.gpu import nvml

@@ -15,10 +15,10 @@ from lorakit.gpu.fit import (
     check_fit,
     lr_factor,
     parse_vram,
-    precheck,
     setting_changes,
     verdict,
 )
+from lorakit.gpu.guard import precheck
 from lorakit.gpu.measurements import Measurement
 from lorakit.gpu.throughput import build, gpu_class, load_speed_table
 

@@ -139,3 +139,72 @@ def test_gpu_lock_context_releases(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert lock.gpus == [0, 1]
         assert set(held_gpus([0, 1], tmp_path)) == {0, 1}
     assert held_gpus([0, 1], tmp_path) == {}
+
+
+# -- the one file-lock primitive (queue file, queue runner) ---------------------------------------
+COUNTER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from lorakit.run.queue import QueueStore
+    store = QueueStore(Path(sys.argv[1]))
+    for _ in range(int(sys.argv[2])):
+        with store.transaction() as q:
+            q.next_id += 1
+    """
+)
+
+
+def test_file_lock_refuses_a_second_holder_and_names_the_first(tmp_path: Path) -> None:
+    from lorakit.run.lock import file_lock, lock_text
+
+    path = tmp_path / "q" / "runner.lock"
+    with file_lock(path, blocking=False, holder="1234") as first:
+        assert first and lock_text(path) == "1234"
+        with file_lock(path, blocking=False, holder="5678") as second:  # another open file: refused
+            assert second is False
+        assert lock_text(path) == "1234"  # the refused one wrote nothing
+    assert lock_text(path) == ""  # cleared when released
+    with file_lock(path, blocking=False) as again:
+        assert again
+
+
+def test_queue_transactions_of_concurrent_processes_never_lose_an_update(tmp_path: Path) -> None:
+    from lorakit.run.queue import QueueStore
+
+    procs = [subprocess.Popen([sys.executable, "-c", COUNTER, str(tmp_path), "25"]) for _ in range(3)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
+    assert QueueStore(tmp_path).load().next_id == 1 + 3 * 25
+
+
+def test_queue_runner_forwards_sighup_to_its_jobs_and_restores_the_handlers(tmp_path: Path) -> None:
+    """The queue runner holds lorakit's one Signals handler: closing the terminal (SIGHUP) reaches
+    the jobs it watches (here an adopted real child), and the handlers are restored afterwards."""
+    import signal
+
+    from lorakit.run.queue import Job, QueueRunner, QueueStore
+
+    if not hasattr(signal, "SIGHUP"):
+        pytest.skip("no SIGHUP here")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        store = QueueStore(tmp_path)
+        with store.transaction() as q:
+            q.jobs.append(Job("1", "j", 1.0, str(tmp_path), str(tmp_path / "runs"), status="running", pid=child.pid))
+        before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        seen: list[str] = []
+
+        def echo(line: str) -> None:
+            seen.append(line)
+            if "watching it" in line:  # adopted: now the terminal closes
+                assert signal.getsignal(signal.SIGHUP) is not before[signal.SIGHUP]
+                os.kill(os.getpid(), signal.SIGHUP)
+
+        runner = QueueRunner(store, facts=lambda: [], echo=echo, poll_s=0.05, lock_home=tmp_path)
+        runner.run()
+        assert child.wait(timeout=20) == -signal.SIGHUP  # forwarded to the job
+        assert {s: signal.getsignal(s) for s in before} == before
+        assert any(line.startswith("stopping:") for line in seen)
+    finally:
+        if child.poll() is None:
+            child.kill()

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from lorakit.errors import LorakitError
-from lorakit.report.build import build_report, grid_layout
-from lorakit.report.summary import steady_s_per_step, summarize
-from lorakit.run.events import (
+from lorakit.events import (
     Checkpoint,
     DatasetSummary,
     EpochStarted,
@@ -24,6 +22,8 @@ from lorakit.run.events import (
     Started,
     WarningEvent,
 )
+from lorakit.report.build import build_report, grid_layout
+from lorakit.report.summary import steady_s_per_step, summarize
 from lorakit.run.folder import write_state
 
 T0 = 1_795_000_000.0

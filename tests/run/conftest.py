@@ -67,4 +67,3 @@ def stand_in_trainer_env(env: dict[str, str], tmp_path: Path, script: Path) -> d
     ckpt.write_bytes(b"not a real model")
     env.update(LORAKIT_SD_SCRIPTS=str(sd), LORAKIT_PYTHON=str(py), FAKE_CKPT=str(ckpt))
     return env
-

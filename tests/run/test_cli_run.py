@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lorakit.run.events import Finished, Progress, Started, WarningEvent, read_events
+from lorakit.events import Finished, Progress, Started, WarningEvent, read_events
 from tests.conftest import EXAMPLE, tree_bytes
 from tests.run.conftest import FAKE_TRAINER, fixture_log, stand_in_trainer_env
 

@@ -10,8 +10,8 @@ import os
 import time
 from pathlib import Path
 
+from lorakit.events import EVENTS_FILE, Checkpoint, EventLog, Finished, Progress, Started
 from lorakit.kohya.logparse import LogParser
-from lorakit.run.events import EVENTS_FILE, Checkpoint, EventLog, Finished, Progress, Started
 from lorakit.run.finish import Expected
 from lorakit.run.runner import ChildResult, finish_run
 from tests.run.children.fake_trainer import write_lora

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lorakit.run.events import Finished, read_events
+from lorakit.events import Finished, read_events
 from lorakit.run.reaper import group_alive, pid_alive
 from tests.conftest import CliResult
 from tests.run.conftest import FIXTURES
@@ -203,8 +203,8 @@ def test_not_enough_space_before_launch_is_exit_3_and_leaves_nothing(
 
 
 def test_disk_filling_up_warns_then_stops_the_trainer_cleanly(tmp_path: Path, small_fs) -> None:  # type: ignore[no-untyped-def]
+    from lorakit.events import WarningEvent
     from lorakit.run.disk import Need, make_reserve
-    from lorakit.run.events import WarningEvent
     from lorakit.run.runner import Options, finish_run, supervise
     from tests.run.conftest import fake_child
 
@@ -251,7 +251,7 @@ def test_trainer_filling_the_disk_gets_a_recorded_outcome_and_no_lora_named(tmp_
 
 # -- 5. run folder read-only mid-run ----------------------------------------------------------------
 def test_read_only_run_folder_does_not_kill_the_training(tmp_path: Path) -> None:
-    from lorakit.run.events import WarningEvent
+    from lorakit.events import WarningEvent
     from lorakit.run.runner import Options, finish_run, supervise
     from tests.run.conftest import fake_child
 
@@ -289,7 +289,7 @@ def test_read_only_run_folder_does_not_kill_the_training(tmp_path: Path) -> None
 def test_deleted_events_file_is_noticed_and_written_again(tmp_path: Path) -> None:
     import threading
 
-    from lorakit.run.events import Progress, WarningEvent
+    from lorakit.events import Progress, WarningEvent
     from lorakit.run.runner import Options, supervise
     from tests.run.conftest import fake_child
 
@@ -315,7 +315,7 @@ def test_deleted_events_file_is_noticed_and_written_again(tmp_path: Path) -> Non
 
 # -- 7. a silent trainer ----------------------------------------------------------------------------
 def test_stall_is_warned_and_cleared_never_killed_by_default(tmp_path: Path) -> None:
-    from lorakit.run.events import WarningEvent
+    from lorakit.events import WarningEvent
     from lorakit.run.runner import Options, finish_run, supervise
     from tests.run.conftest import fake_child
 
@@ -330,7 +330,7 @@ def test_stall_is_warned_and_cleared_never_killed_by_default(tmp_path: Path) -> 
 
 
 def test_stall_timeout_stops_the_trainer(tmp_path: Path) -> None:
-    from lorakit.run.events import WarningEvent
+    from lorakit.events import WarningEvent
     from lorakit.run.runner import Options, finish_run, supervise
     from tests.run.conftest import fake_child
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lorakit.kohya.logparse import LogParser, cell_len
-from lorakit.run.events import (
+from lorakit.events import (
     Checkpoint,
     DatasetSummary,
     EpochStarted,
@@ -20,6 +19,7 @@ from lorakit.run.events import (
     StateSaved,
     WarningEvent,
 )
+from lorakit.kohya.logparse import LogParser, cell_len
 from tests.run.conftest import FIXTURES, fixture_log
 
 ALL_LOGS = [
@@ -159,6 +159,15 @@ def test_resume_log() -> None:
         ("<RUN>/sdxl_resume-000002.safetensors", 4),
         ("<RUN>/sdxl_resume.safetensors", 8),
     ]
+
+
+def test_resume_with_initial_step_warns_nothing() -> None:
+    # the recorded resume log has sd-scripts' "steps from the state is ignored because initial_step is
+    # specified": lorakit passes --initial_step itself, so it is no warning for the user
+    text = fixture_log("sdxl_resume_skip.log").read_text(encoding="utf-8")
+    assert "steps from the state is ignored because initial_step is specified" in text
+    _, events = parse(fixture_log("sdxl_resume_skip.log"))
+    assert not of(events, WarningEvent)
 
 
 def test_nan_log() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from lorakit.events import EventLog, Started
 from lorakit.report.build import build_report
-from lorakit.run.events import EventLog, Started
 from lorakit.run.folder import write_state
 from lorakit.run.losslog import launch_step_offsets, output_name, read_run_scalars
 from tests.tbwrite import write_launch

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lorakit.run import folder
-from lorakit.run.events import (
+from lorakit.events import (
     Checkpoint,
     DatasetSummary,
     EpochStarted,
@@ -24,6 +23,7 @@ from lorakit.run.events import (
     WarningEvent,
     read_events,
 )
+from lorakit.run import folder
 from lorakit.run.finish import Expected
 from lorakit.run.resume import ResumeCheck, SavedState
 from lorakit.run.runner import Options, finish_run, supervise
@@ -207,9 +207,7 @@ def test_real_resume_with_skip_until_initial_step(run_dir: Path, tmp_path: Path)
         (run_dir / f"comic-style-resume1-{name}.safetensors").write_bytes(f"launch2 {name}".encode())
     (run_dir / "comic-style-resume1.safetensors").write_bytes(b"launch2 final")
     state = SavedState(run_dir / "comic-style-000002-state", epoch=2, step=20, file_step=20)
-    check = ResumeCheck(
-        state, 40, 10, run_dir=run_dir, output_name="comic-style", launch_name="comic-style-resume1"
-    )
+    check = ResumeCheck(state, 40, 10, run_dir=run_dir, output_name="comic-style", launch_name="comic-style-resume1")
     child = fake_child(run_dir, name="comic-style-resume1", replay=str(log))
     result = supervise(child, run_dir, Options(gpu_index=None, total_steps=40, transform=check))
     tail = check.release(complete=result.returncode == 0)

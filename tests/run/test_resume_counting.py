@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lorakit.events import Checkpoint, Finished, Progress, WarningEvent, read_events
 from lorakit.kohya.logparse import LogParser
-from lorakit.run.events import Checkpoint, Finished, Progress, WarningEvent, read_events
 from lorakit.run.resume import ResumeCheck, SavedState, launch_name, trainer_step_offset
 from tests.conftest import make_kohya_dataset
 from tests.run.conftest import stand_in_trainer_env
@@ -49,7 +49,9 @@ def the_run(cwd: Path) -> Path:
     return run
 
 
-def interrupted(lorakit, env: dict[str, str], tmp_path: Path, *, images: int, total: int, every: int, stop: int) -> Path:  # type: ignore[no-untyped-def]
+def interrupted(
+    lorakit, env: dict[str, str], tmp_path: Path, *, images: int, total: int, every: int, stop: int
+) -> Path:  # type: ignore[no-untyped-def]
     """A run of `images` images × 1 repeat (one step each per epoch) stopped after `stop` steps."""
     data = make_kohya_dataset(tmp_path / "data", {"1_lkstyle": images})
     env.update(FAKE_STEPS_PER_EPOCH=str(images), FAKE_STOP_AFTER=str(stop))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from lorakit.errors import EnvironmentProblem
+from lorakit.events import Checkpoint, ErrorEvent, Finished, Sample, Started, read_events
 from lorakit.run import folder
-from lorakit.run.events import Checkpoint, ErrorEvent, Finished, Sample, Started, read_events
 from lorakit.run.finish import Expected
 from lorakit.run.runner import Child, Options, finish_run, supervise
 from tests.run.conftest import fake_child

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lorakit.run.events import Event
+from lorakit.events import Event
 from lorakit.run.folder import read_state
 from lorakit.run.live import status_lines
 from lorakit.run.runner import Options, Snapshot, supervise
@@ -138,7 +138,7 @@ def test_lorakit_train_logs_per_step_loss_that_runs_show_and_report_read(tmp_pat
 
 
 def test_runs_show_of_a_run_without_logs_says_why(tmp_path: Path) -> None:
-    from lorakit.run.events import EventLog, Progress, Started
+    from lorakit.events import EventLog, Progress, Started
 
     run = tmp_path / "runs" / "old-20261101-120000"
     run.mkdir(parents=True)

@@ -13,10 +13,7 @@ from pathlib import Path
 import pytest
 
 from lorakit.errors import ConfigError
-from lorakit.kohya.logparse import LogParser
-from lorakit.run import folder
-from lorakit.run.diagnose import Context, diagnose, exit_code_for, fix_for, pip_name
-from lorakit.run.events import (
+from lorakit.events import (
     EVENT_TYPES,
     Checkpoint,
     DatasetSummary,
@@ -31,6 +28,9 @@ from lorakit.run.events import (
     WarningEvent,
     read_events,
 )
+from lorakit.kohya.logparse import LogParser
+from lorakit.run import folder
+from lorakit.run.diagnose import Context, diagnose, exit_code_for, fix_for, pip_name
 from lorakit.run.finish import Expected, read_header, verify_lora
 from lorakit.run.live import PlainView, fmt_duration, sparkline
 from lorakit.run.resume import ResumeCheck, SavedState, absolute_spec, saved_states

@@ -56,14 +56,22 @@ def test_doctor_without_install_exits_3(home: Path, tmp_path: Path) -> None:
 
 
 def test_doctor_reports_missing_packages_in_the_trainer_python(home: Path, tmp_path: Path) -> None:
+    import subprocess
+
     sd = make_fake_sd_scripts(tmp_path / "sd")
-    empty = tmp_path / "empty-site"
-    empty.mkdir()
-    # an isolated interpreter (-I ignores PYTHONPATH and user site) would hide the fakes; a
-    # plain child of this test's Python sees this environment, which has no torch
-    r = run_cli("setup", "--sd-scripts", str(sd), "--python", sys.executable)
+    # a bare venv (no system site-packages): torch is missing there whether or not this
+    # machine has it; safetensors comes from a fake distribution on PYTHONPATH
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    py = str(bare / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
+    site = tmp_path / "site"
+    site.mkdir()
+    info = site / "safetensors-0.4.5.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: safetensors\nVersion: 0.4.5\n", encoding="utf-8")
+    r = run_cli("setup", "--sd-scripts", str(sd), "--python", py)
     assert r.returncode == 0, r.stderr
-    r = run_cli("doctor", "--json", "--runs", str(tmp_path / "runs"), env={"PYTHONPATH": str(empty)})
+    r = run_cli("doctor", "--json", "--runs", str(tmp_path / "runs"), env={"PYTHONPATH": str(site)})
     assert r.returncode == 3, r.stderr
     data = json.loads(r.stdout)
     c = checks(data)
@@ -73,11 +81,10 @@ def test_doctor_reports_missing_packages_in_the_trainer_python(home: Path, tmp_p
     assert SD_SCRIPTS_COMMIT[:10] in c["sd-scripts commit"]["detail"]
     assert c["trainer python"]["status"] == "ok"
     assert f"Python {sys.version.split()[0]}" in c["trainer python"]["detail"]
-    if c["torch"]["status"] == "missing":  # the CPU test machine has no torch
-        assert c["torch"]["required"] is True
-        assert c["torch"]["fix"] == f"{sys.executable} -m pip install torch"
-        assert c["CUDA"]["status"] == "missing"
-    assert c["safetensors"]["status"] == "ok"  # a lorakit dependency, so present here
+    assert c["torch"]["status"] == "missing" and c["torch"]["required"] is True
+    assert c["torch"]["fix"] == f"{py} -m pip install torch"
+    assert c["CUDA"]["status"] == "missing"
+    assert c["safetensors"]["status"] == "ok" and c["safetensors"]["detail"] == "0.4.5"
     assert c["lycoris-lora"]["required"] is False
     assert c["NVML"]["required"] is False  # no GPU is reported, not a crash
     assert c["disk"]["detail"].endswith(str(tmp_path))

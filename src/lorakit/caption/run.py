@@ -33,13 +33,14 @@ from typing import Any, Protocol
 
 from lorakit.caption.models import check_installed, kind, resolve_model
 from lorakit.caption.wd14 import DEFAULT_CHARACTER, DEFAULT_GENERAL, TagOptions
-from lorakit.dataset._fs import atomic_write_text, is_within
+from lorakit.dataset._fs import is_within
 from lorakit.dataset.captions import Caption, TagStats, caption_has_text, normalise, read_caption_text, split_tags
 from lorakit.dataset.captions import tag_stats as compute_tag_stats
 from lorakit.dataset.layout import toml_string
 from lorakit.dataset.manifest import read_manifest
 from lorakit.dataset.plan import IMAGE_EXTENSIONS, KOHYA_DIR
 from lorakit.errors import DatasetError
+from lorakit.fs import atomic_write
 
 RECORD_NAME = "autocaption.json"
 DEVICES = ("auto", "cpu", "cuda")
@@ -200,7 +201,7 @@ def _copy_tree(source: Path, out: Path) -> None:
         # a prepared dataset's TOML names its own folders: point the copy's at the copy
         text = toml.read_text(encoding="utf-8")
         old, new = toml_string(str(source))[:-1], toml_string(str(out))[:-1]
-        atomic_write_text(toml, text.replace(old, new))
+        atomic_write(toml, text.replace(old, new))
 
 
 def prepare_target(opts: CaptionOptions) -> tuple[Path, Path | None]:
@@ -317,7 +318,7 @@ def caption_dataset(opts: CaptionOptions, progress: ProgressFn | None = None) ->
         for (i, _), new in zip(pending, results, strict=True):
             t = targets[i]
             cap = compose(new, existing[i], opts.append, sentence, t.trigger, t.class_word)
-            atomic_write_text(t.image.with_suffix(opts.caption_ext), cap.text + "\n")
+            atomic_write(t.image.with_suffix(opts.caption_ext), cap.text + "\n", durable=False)
             action = "appended" if opts.append and existing[i] else "written"
             outcomes[i] = ImageOutcome(t.rel, action, cap.text)
         done += len(pending)
@@ -352,7 +353,7 @@ def caption_dataset(opts: CaptionOptions, progress: ProgressFn | None = None) ->
     )  # fmt: skip
     report.seconds = time.perf_counter() - started
     record = {"tool": "lorakit dataset caption", "options": _options_dict(opts), **report.as_dict()}
-    atomic_write_text(root / RECORD_NAME, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    atomic_write(root / RECORD_NAME, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return report
 
 

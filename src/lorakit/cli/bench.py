@@ -14,6 +14,7 @@ import typer
 
 from lorakit.cli._console import console, err_console
 from lorakit.cli.options import ConfigOpt, DataOpt, JsonOpt, PresetOpt, SdScriptsOpt, SetOpt
+from lorakit.fs import atomic_write
 
 if TYPE_CHECKING:
     from lorakit.errors import EnvironmentProblem
@@ -59,23 +60,26 @@ def bench(
     from lorakit.bench import bench_overrides, make_noise_dataset, summarize
     from lorakit.cli.runs import outcome_error
     from lorakit.kohya.install import require_trainer
-    from lorakit.planning import PlanRequest, resolve_spec
+    from lorakit.planning import PlannedRun, PlanRequest, resolve_spec
     from lorakit.run.live import make_view
-    from lorakit.run.runner import start_run
+    from lorakit.training import plan_new_run, start_run
 
     sets = [*overrides, *bench_overrides(steps)]
     req = PlanRequest(preset, config, tuple(sets), data)
-    spec = resolve_spec(req)[0].spec  # config errors first (exit 2), then the environment (exit 3)
+    resolved = resolve_spec(req)  # config errors first (exit 2), then the environment (exit 3)
+    spec = resolved[0].spec
     trainer = require_trainer(sd_scripts)
     from lorakit.gpu.guard import require_gpu
 
     require_gpu((spec.training.gpus or [0])[0])  # no GPU: exit 3 before a trainer starts
-    if data is None:
+    if data is None:  # the noise dataset changes the request: it is planned with it
         size = max(spec.training.size)
         folder = make_noise_dataset(Path(tempfile.mkdtemp(prefix="lorakit-bench-data-")), images, size)
-        req = PlanRequest(preset, config, tuple(sets), folder)
+        first: PlanRequest | PlannedRun = PlanRequest(preset, config, tuple(sets), folder)
+    else:  # the config loaded above is planned once and handed down
+        first = plan_new_run(req, trainer, loaded=resolved, create=False)
     view = make_view(quiet=quiet or as_json, console=err_console if as_json else console)
-    outcome = start_run(req, trainer, observer=view)
+    outcome = start_run(first, trainer, observer=view)
     result = summarize(
         outcome.events,
         preset=preset,
@@ -83,11 +87,12 @@ def bench(
         batch_size=_batch_size(outcome.run_dir),
         gpu=_gpu_name((spec.training.gpus or [0])[0]),
         overrides=list(overrides),
+        n_gpus=len(spec.training.gpus or [0]),
     )
     text = result.to_json()
-    (outcome.run_dir / "bench.json").write_text(text + "\n", encoding="utf-8")
+    atomic_write(outcome.run_dir / "bench.json", text + "\n")
     if out is not None:
-        out.write_text(text + "\n", encoding="utf-8")
+        atomic_write(out, text + "\n")
     err = outcome_error(outcome)
     if as_json:
         print(text)
@@ -150,12 +155,12 @@ def synth_model(
     device: str | None = typer.Option(None, "--device", help="cuda or cpu (default: cuda if available)."),
     bpe: Path | None = typer.Option(None, "--bpe", help="CLIP bpe_simple_vocab_16e6.txt.gz (default: search)."),
 ) -> None:
-    import os
     import subprocess
 
     import lorakit
     from lorakit.errors import ConfigError
     from lorakit.kohya.install import require_trainer
+    from lorakit.proc import child_env
 
     families = ("sdxl", "sd3.5-medium", "sd3.5-large")
     if family not in families:
@@ -163,9 +168,8 @@ def synth_model(
     trainer = require_trainer(sd_scripts)
     argv = [trainer.python, "-m", "lorakit.synth.build", family, str(out), "--sd-scripts", str(trainer.sd_scripts)]
     argv += ["--seed", str(seed)] + (["--device", device] if device else []) + (["--bpe", str(bpe)] if bpe else [])
-    env = dict(os.environ)
     src = str(Path(lorakit.__file__).resolve().parent.parent)  # lorakit need not be installed there
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, str(trainer.sd_scripts), env.get("PYTHONPATH")) if p)
+    env = child_env(python=False, python_path=(src, str(trainer.sd_scripts)))
     created = not out.exists()
     # the child's stderr is kept: a failure becomes one message (its last exception line), not
     # a Python traceback on the user's terminal; on success it is passed on as it was

@@ -37,7 +37,8 @@ def resume(
     from lorakit.kohya.install import require_trainer
     from lorakit.run.folder import find_run
     from lorakit.run.live import make_view
-    from lorakit.run.resume import last_state, resume_run
+    from lorakit.run.resume import last_state
+    from lorakit.training import resume_run
 
     run_dir = find_run(run, runs_dir)
     state = last_state(run_dir)

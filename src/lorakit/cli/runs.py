@@ -90,10 +90,12 @@ def print_outcome(outcome: RunOutcome) -> None:
 
 
 def launch(req: Any, trainer: Any, *, quiet: bool, auto_fit: Any = None, stall_timeout: float | None = None) -> int:
-    """Plan into a new run folder, train with the live/plain view, report; the exit code.
+    """Plan into a new run folder (``req``: a PlanRequest, or a PlannedRun planned once by the
+    caller), train with the live/plain view, report; the exit code.
     A failure raises its typed error (one message + fix at the CLI edge)."""
     from lorakit.run.live import make_view
-    from lorakit.run.runner import Options, start_run
+    from lorakit.run.runner import Options
+    from lorakit.training import start_run
 
     saves_state: list[bool] = []
 
@@ -165,7 +167,7 @@ def list_cmd(
 def _live(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
     """What is newer than state.json (rewritten every few seconds): the status as it is
     (``lost`` when lorakit was killed) and the last progress event's step and loss."""
-    from lorakit.run.events import EVENTS_FILE, Progress, event_from_dict
+    from lorakit.events import EVENTS_FILE, Progress, event_from_dict
     from lorakit.run.folder import run_status
 
     out: dict[str, Any] = {"status": run_status(state)}
@@ -207,8 +209,10 @@ def loss_info(run_dir: Path) -> dict[str, Any]:
 
 
 def summarize(run_dir: Path) -> dict[str, Any]:
-    """What `runs show` prints: state.json + figures from events.jsonl."""
-    from lorakit.run.events import (
+    """What `runs show` prints: state.json + figures from events.jsonl. ``summary`` is the run's
+    :class:`lorakit.report.summary.RunSummary` (the report's own figures); ``s_per_step`` is its
+    steady s/step (``lorakit.rate``'s one definition, the figure bench and the report print)."""
+    from lorakit.events import (
         Checkpoint,
         DatasetSummary,
         ErrorEvent,
@@ -220,10 +224,12 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         WarningEvent,
         read_events,
     )
+    from lorakit.report.summary import summarize as run_summary
     from lorakit.run.folder import LOST, lost_message, read_state, run_status
 
     events = read_events(run_dir)
     state = read_state(run_dir)
+    figures = run_summary(events, state=state, run_dir=run_dir)
     progress = [e for e in events if isinstance(e, Progress)]
     dataset = next((e for e in reversed(events) if isinstance(e, DatasetSummary)), None)
     finished = next((e for e in reversed(events) if isinstance(e, Finished)), None)
@@ -236,6 +242,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "launches": sum(isinstance(e, Started) for e in events),
         "dataset": None if dataset is None else dataset.to_dict(),
         "last_progress": progress[-1].to_dict() if progress else None,
+        "s_per_step": figures.s_per_step,
         "checkpoints": [e.path for e in events if isinstance(e, Checkpoint)],
         "states": [e.path for e in events if isinstance(e, StateSaved)],
         "samples": [e.path for e in events if isinstance(e, Sample)],
@@ -245,6 +252,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "errors": [{"kind": e.kind, "message": e.message, "fix": e.fix} for e in events if isinstance(e, ErrorEvent)],
         "finished": None if finished is None else finished.to_dict(),
         "loss": loss_info(run_dir),
+        "summary": figures.as_dict(),
     }
 
 
@@ -290,8 +298,8 @@ def show_cmd(
         console.print(f"note: {loss['note']}", style="dim", markup=False, highlight=False)
     if loss["logs"]:
         console.print(f"TensorBoard: tensorboard --logdir {loss['logs']}", markup=False)
-    if st.get("steady_s_per_step"):
-        console.print(f"steady {st['steady_s_per_step']:.2f} s/step")
+    if info["s_per_step"]:
+        console.print(f"steady {info['s_per_step']:.2f} s/step")
     fin = info["finished"]
     if fin:
         took = fmt_duration(fin.get("duration_s"))

@@ -70,19 +70,22 @@ def train(
         print_plan(planned, as_json=as_json, dry_run=True)
         return
     # real run: the config is checked first (exit 2), then the environment (exit 3), then the fit
-    from lorakit.dataset.plan import scan_dataset
-    from lorakit.gpu.guard import auto_fit_for, guard, require_gpu
+    # the config is loaded and the dataset scanned once: the plan is handed down to the runner
+    from lorakit.gpu.guard import require_gpu
+    from lorakit.training import auto_fit_for, guard, plan_new_run
 
-    loaded, _ = resolve_spec(req)
+    resolved = resolve_spec(req)
     trainer = require_trainer(sd_scripts, dry_run_hint=True)
-    require_gpu((loaded.spec.training.gpus or [0])[0])
-    guarded = guard(req, loaded.spec, scan_dataset(loaded.spec.dataset), force=force, fastest=fastest)
+    require_gpu((resolved[0].spec.training.gpus or [0])[0])
+    planned = plan_new_run(req, trainer, loaded=resolved, create=False)  # the folder is made at launch
+    guarded = guard(req, planned.spec, planned.dataset, force=force, fastest=fastest)
     for note in guarded.notes:
         err_console.print(f"[cyan]note:[/] {note}", markup=True)
     from lorakit.cli.runs import launch
 
     retry = auto_fit_for(guarded.request) if auto_fit else None
-    code = launch(guarded.request, trainer, quiet=quiet, auto_fit=retry, stall_timeout=stall_timeout)
+    first = plan_new_run(guarded.request, trainer) if guarded.replans(req) else planned  # --fastest: re-plan once
+    code = launch(first, trainer, quiet=quiet, auto_fit=retry, stall_timeout=stall_timeout)
     if code:
         raise typer.Exit(code)
 

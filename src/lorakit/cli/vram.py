@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from lorakit.cli._console import console, err_console
 from lorakit.cli.options import ConfigOpt, DataOpt, JsonOpt, PresetOpt, SetOpt
+from lorakit.fs import atomic_write
 
 if TYPE_CHECKING:  # imported when the command runs: `lorakit --help` stays fast
     from lorakit.config.loader import LoadedSpec
@@ -157,10 +158,7 @@ def _apply(
     text = f"# Written by {why}: {'; '.join(option.words)}\n"
     text += f"# Estimated peak {option.estimate_gib:.1f} GiB for {report.budget.source if report.budget else ''}\n"
     text += yaml.safe_dump(head | data, sort_keys=False, allow_unicode=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, text)
     return option.changes
 
 
@@ -194,12 +192,9 @@ _VERDICT_WORDS = {"fits": "[green]FITS[/]", "tight": "[yellow]TIGHT[/]", "does-n
 
 
 def _duration(seconds: float) -> str:
-    s = round(seconds)
-    if s >= 3600:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s}s"
+    from lorakit.fmt import duration
+
+    return duration(seconds)
 
 
 def _print_report(report: FitReport, want_fastest: bool) -> None:

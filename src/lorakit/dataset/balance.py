@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lorakit.dataset.plan import StepsMath
 from lorakit.errors import DatasetError
 
 DEFAULT_VISITS = 100
@@ -48,23 +49,25 @@ class Schedule:
         return sum(self.visits_per_epoch)
 
     @property
-    def steps_per_epoch(self) -> int:
+    def steps(self) -> StepsMath:
+        """The one steps formula (``dataset.plan.StepsMath``), on one GPU."""
         samples = self.images_x_repeats + self.reg_samples
-        return math.ceil(samples / self.batch_size) if samples else 0
+        return StepsMath.compute(samples, self.batch_size, self.epochs, None, reg_samples=self.reg_samples)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.steps.steps_per_epoch
 
     @property
     def total_steps(self) -> int:
-        return self.steps_per_epoch * self.epochs
+        return self.steps.total_steps
 
     @property
     def visits_per_image(self) -> tuple[int, ...]:
         return tuple(r * self.epochs for r in self.repeats)
 
     def formula(self) -> str:
-        samples = f"{self.images_x_repeats} images×repeats"
-        if self.reg_samples:
-            samples = f"({self.images_x_repeats} train + {self.reg_samples} reg) images×repeats"
-        return f"{samples} × {self.epochs} epochs ÷ batch {self.batch_size} = {self.total_steps} steps"
+        return self.steps.formula()
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -1,3 +1,4 @@
+# Over ~400 lines because: one module per image operation kind would scatter the shared decode/resize/encode helpers.
 """One image in, one training-ready image out: the per-image worker of inspect and prepare.
 
 Runs in worker processes, so everything here is picklable dataclasses and top-level functions;
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lorakit.dataset._fs import atomic_write_bytes, atomic_writer
+from lorakit.fs import atomic_open, atomic_write
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -284,7 +285,7 @@ def _process(job: ImageJob) -> ImageResult:
     out_dir = Path(job.out_dir)
     if final is None:  # nothing to change: the source bytes, as they are
         name = job.stem + (".jpg" if facts.format == "JPEG" else ".png")
-        atomic_write_bytes(out_dir / name, data)
+        atomic_write(out_dir / name, data, durable=False)
         return ImageResult(
             job.index, True, sha, len(data), facts=facts, phash=ph, output=name,
             out_width=facts.width, out_height=facts.height, actions=("copied unchanged",), copied=True,
@@ -293,14 +294,14 @@ def _process(job: ImageJob) -> ImageResult:
     if fmt == "JPEG":
         sub = facts.jpeg_subsampling if facts.format == "JPEG" and facts.jpeg_subsampling in (0, 1, 2) else 0
         name = job.stem + ".jpg"
-        with atomic_writer(out_dir / name) as f:  # straight to the file: no in-memory copy
+        with atomic_open(out_dir / name, durable=False) as f:  # straight to the file: no in-memory copy
             final.save(f, "JPEG", quality=s.jpeg_quality, subsampling=sub)
         actions.append(f"saved JPEG q{s.jpeg_quality} {('4:4:4', '4:2:2', '4:2:0')[sub]}")
     else:
         if final.mode != "RGB":
             final = final.convert("RGB")
         name = job.stem + ".png"
-        with atomic_writer(out_dir / name) as f:
+        with atomic_open(out_dir / name, durable=False) as f:
             final.save(f, "PNG", compress_level=s.png_level)
         actions.append("saved PNG")
     return ImageResult(

@@ -12,6 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lorakit.config.schema import TrainingSection
+from lorakit.toml_out import toml_string
+
+__all__ = [
+    "CAPTION_EXTENSION", "RegSubset", "Subset", "class_tokens", "dataset_toml", "folder_name", "reg_subset_lines",
+    "toml_string",
+]
+
 CAPTION_EXTENSION = ".txt"
 
 
@@ -21,29 +29,6 @@ def class_tokens(trigger: str, class_word: str | None) -> str:
 
 def folder_name(repeats: int, trigger: str, class_word: str | None) -> str:
     return f"{repeats}_{class_tokens(trigger, class_word)}"
-
-
-def toml_string(value: str) -> str:
-    """A TOML basic string (escapes what TOML requires; keeps other Unicode as is)."""
-    out = ['"']
-    for ch in value:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -75,6 +60,7 @@ def reg_subset_lines(reg: RegSubset) -> list[str]:
 
 
 def dataset_toml(subsets: Sequence[Subset], *, resolution: int, batch_size: int, reg: RegSubset | None = None) -> str:
+    buckets = TrainingSection()  # the spec's bucket defaults; the largest bucket never below the resolution
     lines = [
         "# written by lorakit dataset prepare: sd-scripts --dataset_config",
         "[general]",
@@ -84,9 +70,9 @@ def dataset_toml(subsets: Sequence[Subset], *, resolution: int, batch_size: int,
         f"resolution = {resolution}",
         f"batch_size = {batch_size}",
         "enable_bucket = true",
-        "min_bucket_reso = 256",
-        f"max_bucket_reso = {max(2048, resolution)}",
-        "bucket_reso_steps = 64",
+        f"min_bucket_reso = {buckets.min_bucket_reso}",
+        f"max_bucket_reso = {max(buckets.max_bucket_reso, resolution)}",
+        f"bucket_reso_steps = {buckets.bucket_reso_steps}",
         "",
     ]
     for s in subsets:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorakit.dataset._fs import atomic_write_text
 from lorakit.dataset.images import ImageResult, SourceFacts
+from lorakit.fs import atomic_write
 
 MANIFEST_NAME = "manifest.json"
 TOOL = "lorakit dataset prepare"
@@ -152,4 +152,4 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
 
 def write_manifest(out_dir: Path, payload: dict[str, Any]) -> None:
     body = {"tool": TOOL, "format_version": FORMAT_VERSION, **payload}
-    atomic_write_text(out_dir / MANIFEST_NAME, json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+    atomic_write(out_dir / MANIFEST_NAME, durable=False, data=json.dumps(body, indent=2, ensure_ascii=False) + "\n")

@@ -1,3 +1,4 @@
+# Over ~400 lines because: the prepare pipeline (scan, plan, stage, swap); its steps share the staging state.
 """``lorakit dataset prepare``: a folder of raw images → a new, clean kohya dataset folder.
 
 The source folder is only read. The output is built in a staging folder next to OUT and renamed
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from lorakit.dataset import layout
-from lorakit.dataset._fs import atomic_write_text, is_within, link_or_copy
+from lorakit.dataset._fs import is_within
 from lorakit.dataset.balance import Schedule, choose_schedule
 from lorakit.dataset.captions import (
     Caption,
@@ -48,6 +49,7 @@ from lorakit.dataset.manifest import (
 from lorakit.dataset.pool import run_jobs
 from lorakit.dataset.sources import ConceptSource, Discovery, SourceImage, check_source_dir, check_token, discover
 from lorakit.errors import DatasetError
+from lorakit.fs import atomic_write, link_or_copy
 
 CAPTION_MISSING = ("skip", "trigger")
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
@@ -444,7 +446,7 @@ def _build(
             if cap is not None:
                 assert it.result is not None and it.result.output is not None
                 name = Path(it.result.output).stem + layout.CAPTION_EXTENSION
-                atomic_write_text(staging / folders[it.concept] / name, cap.text + "\n")
+                atomic_write(staging / folders[it.concept] / name, cap.text + "\n", durable=False)
                 rec.caption = f"{folders[it.concept]}/{name}"
                 rec.caption_actions = list(cap.actions)
                 if it.src.caption is not None and it.concept < n_train:
@@ -456,7 +458,7 @@ def _build(
         trigger_words |= {w for w in (c.trigger, c.class_word) if w}
     tags = tag_stats(captions, trigger_words)
     toml = layout.dataset_toml(subsets, resolution=opts.resolution, batch_size=opts.batch_size, reg=reg_subset)
-    atomic_write_text(staging / "dataset.toml", toml)
+    atomic_write(staging / "dataset.toml", toml, durable=False)
 
     notes = list(disc.notes)
     if reg_report is not None and reg_report.images_used < reg_report.images:

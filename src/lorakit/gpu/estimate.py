@@ -1,3 +1,4 @@
+# Over ~400 lines because: the VRAM model: one formula per memory term, kept together so the terms add up in one place.
 """Peak GPU memory of an sd-scripts LoRA run, phase by phase, from a physical model.
 
 sd-scripts runs in phases and frees the GPU between them (sd-scripts 48d368fa, train_network.py
@@ -38,6 +39,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lorakit.config.schema import ADAPTIVE_OPTIMIZERS as SCHEMA_ADAPTIVE
 from lorakit.gpu.arch import Arch, arch
 
 if TYPE_CHECKING:
@@ -61,7 +63,7 @@ NETWORK_PARAM_FACTOR: dict[str, float] = {
     "ia3": 0.01,
 }
 EIGHT_BIT_OPTIMIZERS = frozenset({"adamw8bit", "paged-adamw8bit", "lion8bit"})
-ADAPTIVE_OPTIMIZERS = frozenset({"prodigy", "dadaptadam"})
+ADAPTIVE_OPTIMIZERS = SCHEMA_ADAPTIVE  # the schema's one set (tests/core/test_optimizer_table.py)
 
 # Optimizer state per trainable parameter, in units of the parameter's own size (fp32 → 4 bytes),
 # except 8-bit states, given in bytes. Adafactor keeps a factored second moment (rows + columns).

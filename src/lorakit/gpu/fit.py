@@ -1,3 +1,4 @@
+# Over ~400 lines because: the pure fit over one option space (no NVML: gpu/guard.precheck feeds it).
 """Does a config fit a GPU, and what is the cheapest change that makes it fit (or run fastest)?
 
 Verdict, with the estimator's ±10 % accuracy as the margin (``MARGIN``):
@@ -35,13 +36,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from lorakit.dataset.plan import StepsMath
 from lorakit.gpu.arch import arch
 from lorakit.gpu.estimate import (
     ADAPTIVE_OPTIMIZERS,
     Estimate,
     TrainShape,
     estimate,
-    shape_from_spec,
 )
 from lorakit.gpu.throughput import SpeedModel, SpeedTable, load_speed_table
 
@@ -114,6 +115,7 @@ class RunFacts:
     visits_per_epoch: int | None = None  # images × repeats, None when no dataset was given
     concepts: int | None = None
     shuffle_caption: bool = False
+    n_gpus: int = 1  # data-parallel GPUs: each takes a batch per step
 
 
 def run_facts(spec: TrainSpec, dataset: DatasetPlan | None = None) -> RunFacts:
@@ -130,6 +132,7 @@ def run_facts(spec: TrainSpec, dataset: DatasetPlan | None = None) -> RunFacts:
         visits_per_epoch=dataset.samples_per_epoch if dataset is not None else None,
         concepts=len([c for c in dataset.concepts if c.images]) if dataset is not None else None,
         shuffle_caption=t.shuffle_caption,
+        n_gpus=len(t.gpus or [0]),
     )
 
 
@@ -153,19 +156,23 @@ def _fmt_lr(x: float) -> float:
     return float(f"{x:.3g}")
 
 
+# TrainShape attribute → the spec key it comes from (tests/core/test_optimizer_table.py checks
+# every entry against TrainShape and the schema)
+SHAPE_SPEC_KEYS: dict[str, str] = {
+    "gradient_checkpointing": "training.gradient_checkpointing",
+    "full_bf16": "training.full_bf16",
+    "fp8_base": "training.fp8_base",
+    "cache_latents": "training.cache_latents",
+    "cache_text_encoder_outputs": "training.cache_text_encoder_outputs",
+    "optimizer": "optimizer.name",
+    "blocks_to_swap": "training.blocks_to_swap",
+}
+
+
 def setting_changes(old: TrainShape, new: TrainShape, facts: RunFacts) -> dict[str, Any]:
     """The spec keys (for --set / --apply) that turn ``old`` into ``new``, LR and steps included."""
     out: dict[str, Any] = {}
-    simple = {
-        "gradient_checkpointing": "training.gradient_checkpointing",
-        "full_bf16": "training.full_bf16",
-        "fp8_base": "training.fp8_base",
-        "cache_latents": "training.cache_latents",
-        "cache_text_encoder_outputs": "training.cache_text_encoder_outputs",
-        "optimizer": "optimizer.name",
-        "blocks_to_swap": "training.blocks_to_swap",
-    }
-    for attr, key in simple.items():
+    for attr, key in SHAPE_SPEC_KEYS.items():
         if getattr(old, attr) != getattr(new, attr):
             out[key] = getattr(new, attr)
     if (old.width, old.height) != (new.width, new.height):
@@ -442,11 +449,13 @@ def _raw_changes(old: TrainShape, new: TrainShape) -> dict[str, Any]:
 
 def _steps(facts: RunFacts, batch: int, old_batch: int) -> tuple[int | None, int | None]:
     """(steps, image visits) of the whole run at ``batch``, keeping the visits of ``old_batch``."""
-    if facts.max_steps is not None:
-        visits = facts.max_steps * old_batch
-        return math.ceil(visits / batch), visits
+    n = max(1, facts.n_gpus)
+    if facts.max_steps is not None:  # the same image visits: max_steps scaled by the batch
+        visits = facts.max_steps * old_batch * n
+        return math.ceil(visits / (batch * n)), visits
     if facts.visits_per_epoch is not None and facts.epochs is not None:
-        return math.ceil(facts.visits_per_epoch / batch) * facts.epochs, facts.visits_per_epoch * facts.epochs
+        steps = StepsMath.compute(facts.visits_per_epoch, batch, facts.epochs, None, n)  # the one formula
+        return steps.total_steps, facts.visits_per_epoch * facts.epochs
     return None, None
 
 
@@ -547,31 +556,6 @@ def check_fit(
     )
 
 
-def precheck(
-    spec: TrainSpec, dataset_plan: DatasetPlan | None, gpu_index: int = 0, *, fastest: bool = False
-) -> FitReport:
-    """What ``lorakit train`` runs before launch. No GPU/driver → a skipped report with a note.
-
-    Usage in the runner::
-
-        report = precheck(spec, dataset_plan, gpu_index)
-        if report.blocking and not force:
-            raise report.refusal()      # ConfigError → exit 2, with the suggestions
-        for note in report.notes: warn(note)
-
-    ``train --fastest``: ``precheck(..., fastest=True).fastest.option.overrides()`` are the
-    ``key=value`` overrides to add to the request before planning the run again.
-    """
-    from lorakit.errors import EnvironmentProblem
-    from lorakit.gpu import nvml
-
-    try:
-        info = nvml.gpu(gpu_index)
-    except EnvironmentProblem as exc:
-        return FitReport(verdict="skipped", notes=(f"VRAM check skipped: {exc.message}",))
-    return check_fit(shape_from_spec(spec), Budget.from_gpu(info), run_facts(spec, dataset_plan), want_fastest=fastest)
-
-
 def parse_vram(text: str) -> float:
     """'24GB', '24 GiB', '24g', '24576MiB', '24' → GiB. GB means GiB here: cards sold as
     "24 GB" have 24 GiB."""
@@ -601,7 +585,6 @@ __all__ = [
     "fastest",
     "lr_rule",
     "parse_vram",
-    "precheck",
     "run_facts",
     "suggestions",
     "verdict",

@@ -1,31 +1,17 @@
-"""What `lorakit train` does between planning and launch, on the GPU side: free a running
-ComfyUI, check the VRAM fit (refuse a config that clearly does not fit unless forced),
-apply the speed fit (`--fastest`), and build the `--auto-fit` retry after an OOM.
-
-The decisions are the fit module's (pure, tested with GPU facts as data); this module only
-strings them together for the train command so the CLI holds no logic.
+"""The GPU checks before a real launch (the impure side of gpu/): a usable GPU
+(``require_gpu``), a running ComfyUI asked to free its VRAM (``free_comfyui``), and the fit's
+NVML reading (``precheck``, which feeds the pure ``gpu.fit.check_fit``). The fit guard,
+``--fastest`` and the ``--auto-fit`` retry are in ``lorakit.training`` (they plan and run).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
-
-from lorakit.gpu.fit import FitReport, precheck
 
 if TYPE_CHECKING:
     from lorakit.config.schema import TrainSpec
     from lorakit.dataset.plan import DatasetPlan
-    from lorakit.planning import PlannedRun, PlanRequest
-    from lorakit.run.runner import RunOutcome
-
-
-@dataclass
-class Guarded:
-    request: PlanRequest  # the request to launch (with the --fastest changes, if any)
-    report: FitReport
-    notes: list[str] = field(default_factory=list)
+    from lorakit.gpu.fit import FitReport
 
 
 ALLOW_NO_GPU_ENV = "LORAKIT_ALLOW_NO_GPU"
@@ -63,63 +49,29 @@ def free_comfyui(spec: TrainSpec, gpu_index: int) -> str | None:
     return None if not result.reachable else result.message
 
 
-def guard(req: PlanRequest, spec: TrainSpec, dataset: DatasetPlan, *, force: bool, fastest: bool) -> Guarded:
-    """ComfyUI, then the fit: raises the refusal (ConfigError, exit 2) when the config clearly
-    does not fit and ``force`` is off; with ``fastest``, the request gets the fastest fitting
-    batch/GC/precision (image visits kept)."""
-    gpu_index = (spec.training.gpus or [0])[0]
-    notes: list[str] = []
-    freed = free_comfyui(spec, gpu_index)
-    if freed:
-        notes.append(freed)
-    report = precheck(spec, dataset, gpu_index, fastest=fastest)
-    notes += list(report.notes)
-    if fastest and report.fastest is not None:
-        plan = report.fastest
-        notes.append(
-            f"--fastest: {', '.join(plan.option.overrides()) or 'no change'} "
-            f"({plan.speedup:.1f}× the images/s; {plan.lr_rule})"
-        )
-        return Guarded(replace(req, overrides=(*req.overrides, *plan.option.overrides())), report, notes)
-    refusal = report.refusal()
-    if refusal is not None:
-        if not force:
-            raise refusal
-        notes.append("--force: launching although the estimate says it does not fit")
-    return Guarded(req, report, notes)
+def precheck(
+    spec: TrainSpec, dataset_plan: DatasetPlan | None, gpu_index: int = 0, *, fastest: bool = False
+) -> FitReport:
+    """What ``lorakit train`` runs before launch: the GPU read through NVML (here, the impure
+    side), then the pure fit (``gpu.fit.check_fit``). No GPU/driver → a skipped report with a note.
 
+    Usage in the runner::
 
-# an OOM with the config as it was: the generic ladder when the estimate saw no problem
-_LADDER: tuple[tuple[str, Callable[[TrainSpec], bool]], ...] = (
-    ("training.gradient_checkpointing=true", lambda s: not s.training.gradient_checkpointing),
-    (
-        "training.cache_text_encoder_outputs=true",
-        lambda s: s.training.unet_only and not s.training.cache_text_encoder_outputs,
-    ),
-    ("optimizer.name=adamw8bit", lambda s: s.optimizer.name == "adamw"),
-)
+        report = precheck(spec, dataset_plan, gpu_index)
+        if report.blocking and not force:
+            raise report.refusal()      # ConfigError → exit 2, with the suggestions
+        for note in report.notes: warn(note)
 
+    ``train --fastest``: ``precheck(..., fastest=True).fastest.option.overrides()`` are the
+    ``key=value`` overrides to add to the request before planning the run again.
+    """
+    from lorakit.errors import EnvironmentProblem
+    from lorakit.gpu import nvml
+    from lorakit.gpu.estimate import shape_from_spec
+    from lorakit.gpu.fit import Budget, FitReport, check_fit, run_facts
 
-def auto_fit_for(req: PlanRequest) -> Callable[[PlannedRun, RunOutcome], PlanRequest | None]:
-    """``train --auto-fit``: the runner calls the returned function after an OOM and retries
-    once with the request it returns."""
-
-    def retry(planned: PlannedRun, outcome: RunOutcome) -> PlanRequest | None:
-        return retry_request(req, planned)
-
-    return retry
-
-
-def retry_request(req: PlanRequest, planned: PlannedRun) -> PlanRequest | None:
-    """The fit's cheapest suggestion for this GPU, else the first step of a fixed ladder (GC on,
-    cached TE outputs, 8-bit AdamW, half the batch). None when nothing is left to try."""
-    spec = planned.spec
-    report = precheck(spec, planned.dataset, (spec.training.gpus or [0])[0])
-    if report.suggestions:
-        return replace(req, overrides=(*req.overrides, *report.suggestions[0].overrides()))
-    for override, applies in _LADDER:
-        if applies(spec):
-            return replace(req, overrides=(*req.overrides, override))
-    if spec.training.batch_size > 1:
-        return replace(req, overrides=(*req.overrides, f"training.batch_size={spec.training.batch_size // 2}"))
-    return None
+    try:
+        info = nvml.gpu(gpu_index)
+    except EnvironmentProblem as exc:
+        return FitReport(verdict="skipped", notes=(f"VRAM check skipped: {exc.message}",))
+    return check_fit(shape_from_spec(spec), Budget.from_gpu(info), run_facts(spec, dataset_plan), want_fastest=fastest)

@@ -8,26 +8,16 @@ sd-scripts' default is ``.caption``, which silently ignores ``.txt`` captions.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from lorakit.config.schema import TrainSpec
 from lorakit.dataset.plan import DatasetPlan
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    return json.dumps(str(v), ensure_ascii=False)  # a TOML basic string
+from lorakit.toml_out import toml_table
 
 
 def _table(values: Mapping[str, Any], indent: str = "") -> list[str]:
-    return [f"{indent}{k} = {_value(v)}" for k, v in values.items() if v is not None]
+    return toml_table(values, indent)
 
 
 def dataset_toml(spec: TrainSpec, plan: DatasetPlan) -> str:

@@ -1,3 +1,4 @@
+# Over ~400 lines because: one table of sd-scripts output patterns and the one parser over it.
 """sd-scripts output → typed events. Stateful but pure: feed it text chunks as they arrive
 (any split, ``\\r`` and ``\\n`` both end a segment), get events back; no clock, no I/O.
 
@@ -34,7 +35,7 @@ import unicodedata
 from collections import deque
 from dataclasses import dataclass, replace
 
-from lorakit.run.events import (
+from lorakit.events import (
     Checkpoint,
     DatasetSummary,
     EpochStarted,
@@ -83,7 +84,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # fixtures have machine paths replaced by <RUN>, <MODEL>, ...: their true length is unknown
 _PLACEHOLDER = re.compile(r"<[A-Z_]+>")
 # WARNING records every sd-scripts run prints that say nothing about this run
-BENIGN_WARNINGS = ("Failed to get git commit hash", "no regularization images")
+# sd-scripts' own notices that are expected, not the user's concern: lorakit's resume passes
+# --initial_step on purpose (run/resume.py), so "steps from the state is ignored" is by design
+BENIGN_WARNINGS = (
+    "Failed to get git commit hash",
+    "no regularization images",
+    "steps from the state is ignored because initial_step is specified",
+)
 _STATE_SAVE = re.compile(
     r"save train state to (?P<file>.+?train_state\.json) at epoch (?P<epoch>\d+) step (?P<step>\d+)"
 )

@@ -1,3 +1,4 @@
+# Over ~400 lines because: the whole sd-scripts install/doctor flow (plan, apply, record, probe).
 """Installing sd-scripts (`lorakit setup`) and checking an install (`lorakit doctor`).
 
 Plan and apply are split (the pip-tools pattern): :func:`observe_tree` looks at the
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lorakit.errors import EnvironmentProblem
+from lorakit.fs import atomic_write
 from lorakit.kohya.install import TRAIN_SCRIPTS, _venv_python, find_trainer, is_sd_scripts
 from lorakit.kohya.install import data_home as data_home
 from lorakit.kohya.install import record_file as record_file
@@ -193,11 +195,8 @@ def plan_setup(state: TreeState, opts: SetupOptions) -> SetupPlan:
 def write_record(record: dict[str, str], path: Path | None = None) -> Path:
     """Write ``trainer.json`` atomically (temp file + rename)."""
     path = path or record_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {**record, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
     return path
 
 

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from lorakit.errors import LorakitError
+from lorakit.events import EVENTS_FILE, read_events
+from lorakit.fmt import duration
+from lorakit.fs import atomic_write
 from lorakit.report.summary import SOURCE_TENSORBOARD, RunSummary, StepScalars, summarize
-from lorakit.run.events import EVENTS_FILE, read_events
-from lorakit.run.folder import atomic_write_bytes, atomic_write_text, read_state
+from lorakit.run.folder import read_state
 
 REPORT_PNG = "report.png"
 REPORT_HTML = "report.html"
@@ -125,7 +127,7 @@ def write_samples_grid(paths: Sequence[Path], dest: Path) -> Path | None:
         return None
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
-    atomic_write_bytes(dest, buf.getvalue())
+    atomic_write(dest, buf.getvalue())
     return dest
 
 
@@ -189,17 +191,12 @@ def write_loss_plot(summary: RunSummary, dest: Path) -> Path | None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    atomic_write_bytes(dest, buf.getvalue())
+    atomic_write(dest, buf.getvalue())
     return dest
 
 
 def _duration(s: float | None) -> str:
-    if s is None:
-        return "–"
-    total = round(s)
-    h, rem = divmod(total, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s"
+    return duration(s, precise=True, missing="–")
 
 
 def _f(value: float | None, fmt: str) -> str:
@@ -291,5 +288,20 @@ def build_report(run_dir: Path, *, now: float | None = None) -> ReportFiles:
         (run_dir / SAMPLES_PNG).unlink(missing_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
     text = render_html(summary, REPORT_PNG if png else None, SAMPLES_PNG if grid else None, stamp)
-    atomic_write_text(run_dir / REPORT_HTML, text)
+    atomic_write(run_dir / REPORT_HTML, text)
     return ReportFiles(run_dir / REPORT_HTML, png, grid, summary)
+
+
+def write_report_or_warn(run_dir: Path) -> None:
+    """report.png / report.html (+ samples.png) from the run's events; a report that cannot be
+    drawn (matplotlib missing, say) is a ``report_failed`` warning event, never a failed training."""
+    import shlex
+
+    from lorakit.events import EventLog, WarningEvent
+
+    try:
+        build_report(run_dir)
+    except Exception as exc:  # the LoRA is done; the report is a convenience
+        with EventLog(run_dir / EVENTS_FILE) as log:
+            log.append(WarningEvent(code="report_failed", message=f"report not written: {exc}",
+                                    fix=shlex.join(["lorakit", "report", str(run_dir)])))  # fmt: skip

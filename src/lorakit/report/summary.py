@@ -1,13 +1,12 @@
 """The figures of a run, computed from its events alone (never from the raw log).
 
-:func:`summarize` is pure: typed events (``lorakit.run.events``) plus the extra keys of the raw
+:func:`summarize` is pure: typed events (``lorakit.events``) plus the extra keys of the raw
 event lines (peak VRAM) and the run's ``state.json`` (preset, name) → a :class:`RunSummary`.
 
 - steps: the last progress event's step / total (planned total from ``started`` otherwise);
 - time: the ``finished`` event's duration, else the span of the events;
-- s/step: the steady-state rate, warm-up excluded: the slope of elapsed time over the steps
-  after the first ``WARMUP_STEPS`` (tqdm's ``elapsed`` when present, else event times);
-  with too few steps, the median of tqdm's own rate;
+- s/step: the steady-state rate, warm-up excluded: ``lorakit.rate``'s one definition (the
+  median of the per-step intervals; the same figure ``runs show`` and ``bench`` print);
 - images/s: batch size (``dataset`` event) × GPUs (``--num_processes`` in the ``started``
   argv) ÷ s/step;
 - losses: per step from sd-scripts' TensorBoard logs (``loss/current``, full precision; passed
@@ -26,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorakit.run.events import (
+from lorakit import rate
+from lorakit.events import (
     Checkpoint,
     DatasetSummary,
     ErrorEvent,
@@ -38,8 +38,8 @@ from lorakit.run.events import (
     StateSaved,
     WarningEvent,
 )
+from lorakit.rate import WARMUP_STEPS as WARMUP_STEPS
 
-WARMUP_STEPS = 2
 SOURCE_TENSORBOARD = "tensorboard"
 SOURCE_PROGRESS = "progress bar"
 
@@ -140,24 +140,8 @@ def _num_processes(argv: Sequence[str]) -> int:
 
 
 def steady_s_per_step(progress: Sequence[Progress]) -> float | None:
-    """Seconds per step from the steps after the warm-up (least-squares slope of time over step)."""
-    by_step: dict[int, Progress] = {}
-    for p in progress:
-        by_step[p.step] = p  # the last report of each step
-    points = sorted(by_step.values(), key=lambda p: p.step)
-    use_elapsed = all(p.elapsed_s is not None for p in points)
-    xs = [float(p.step) for p in points if p.step > WARMUP_STEPS]
-    ys = [
-        float(p.elapsed_s if use_elapsed and p.elapsed_s is not None else p.t) for p in points if p.step > WARMUP_STEPS
-    ]
-    if len(xs) >= 2 and xs[-1] > xs[0]:
-        mx, my = statistics.fmean(xs), statistics.fmean(ys)
-        var = sum((x - mx) ** 2 for x in xs)
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
-        if slope > 0:
-            return slope
-    rates = [p.s_per_step for p in points if p.s_per_step]
-    return statistics.median(rates) if rates else None
+    """Kept name: ``lorakit.rate.steady_s_per_step`` (the whole-run figure)."""
+    return rate.steady_s_per_step(progress)
 
 
 def peak_vram(raw: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -247,9 +231,7 @@ def summarize(
         samples=tuple(dict.fromkeys(e.path for e in events if isinstance(e, Sample))),
         peak_vram_gib=peak_vram(raw),
         lora=finished[-1].lora if finished else None,
-        errors=tuple(
-            f"{e.kind}: {e.message}" + (f" Fix: {e.fix}" if e.fix else "") for e in events if isinstance(e, ErrorEvent)
-        ),
+        errors=tuple(e.text() for e in events if isinstance(e, ErrorEvent)),
         warnings=tuple(e.message for e in events if isinstance(e, WarningEvent)),
         epochs=epochs,
         loss_source=source,

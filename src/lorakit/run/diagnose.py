@@ -24,7 +24,7 @@ from lorakit.errors import (
     EXIT_INTERRUPTED,
     EXIT_TRAINING_FAILED,
 )
-from lorakit.run.events import ErrorEvent
+from lorakit.events import ErrorEvent
 
 # import name → pip distribution, where they differ (what people hit with sd-scripts)
 PIP_NAMES: dict[str, str] = {

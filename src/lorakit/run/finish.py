@@ -12,16 +12,14 @@ a different one keeps its name and the new file gets ``<stem>-2.safetensors`` (`
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lorakit.fs import atomic_copy
 
 MAX_HEADER = 100 * 2**20  # safetensors' own limit
 
@@ -153,7 +151,8 @@ class Copied:
 
 def copy_lora(src: Path, folder: Path) -> Copied:
     """Copy ``src`` into ``folder`` (created if missing) without overwriting a different file.
-    The copy lands under a temp name first, then is renamed into place."""
+    The copy lands under a temp name first, then is renamed into place; its mode is the
+    umask's usual one (never narrower than the source), so a ComfyUI run by another user can read it."""
     folder = folder.expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / src.name
@@ -165,15 +164,5 @@ def copy_lora(src: Path, folder: Path) -> Copied:
         dest = folder / f"{src.stem}-{n}{src.suffix}"
         action = "renamed"
         n += 1
-    fd, tmp = tempfile.mkstemp(prefix=f".{src.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        if dest.exists():  # appeared meanwhile: never clobber
-            raise FileExistsError(dest)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_copy(src, dest, clobber=False)  # never clobbers a file that appeared meanwhile
     return Copied(src, dest, action)

@@ -9,20 +9,18 @@ the same folder, then rename, so a crash never leaves half a ``spec.yaml`` or ``
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
-import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lorakit.errors import ConfigError
-from lorakit.run.events import EVENTS_FILE
+from lorakit.events import EVENTS_FILE
+from lorakit.fs import atomic_write, json_text, write_json
 
 SPEC_FILE = "spec.yaml"
 COMMAND_FILE = "command.txt"
@@ -36,38 +34,18 @@ STATUSES = ("planned", "running", "done", "failed", "interrupted")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Kept name: ``lorakit.fs.atomic_write`` (durable)."""
+    atomic_write(path, data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _strict(value: Any) -> Any:
-    """NaN/inf (a diverged loss) as strings, so the file stays strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict(v) for v in value]
-    return value
+    """Kept name: ``lorakit.fs.atomic_write`` (durable)."""
+    atomic_write(path, text)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(_strict(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    """Kept name: ``lorakit.fs.write_json`` (durable)."""
+    write_json(path, data)
 
 
 def run_dir_path(base: Path, name: str, now: datetime | None = None) -> Path:
@@ -92,7 +70,7 @@ def create_run_dir(path: Path) -> Path:
 def write_files(run_dir: Path, files: dict[str, str]) -> None:
     """Write the run's files (name → text) atomically."""
     for name, text in files.items():
-        atomic_write_text(run_dir / name, text)
+        atomic_write(run_dir / name, text)
 
 
 @dataclass(frozen=True)
@@ -126,7 +104,7 @@ def read_state(run_dir: Path) -> dict[str, Any]:
 
 
 def write_state(run_dir: Path, state: dict[str, Any]) -> None:
-    atomic_write_json(run_dir / STATE_FILE, state)
+    write_json(run_dir / STATE_FILE, state)
 
 
 def update_state(run_dir: Path, *, last_resort: bool = False, **changes: Any) -> dict[str, Any]:
@@ -139,7 +117,7 @@ def update_state(run_dir: Path, *, last_resort: bool = False, **changes: Any) ->
     except OSError as exc:
         if not last_resort or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        data = json.dumps(_strict(state), indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
+        data = json_text(state).encode("utf-8")
         with (run_dir / STATE_FILE).open("r+b") as fh:
             fh.write(data)
             fh.truncate()

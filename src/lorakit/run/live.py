@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from lorakit.run.events import (
+from lorakit.events import (
     Checkpoint,
     EpochStarted,
     ErrorEvent,
@@ -27,6 +27,7 @@ from lorakit.run.events import (
     StateSaved,
     WarningEvent,
 )
+from lorakit.fmt import duration
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -63,16 +64,8 @@ def sparkline(values: list[float], width: int = 40) -> str:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    s = round(seconds)
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    if h:
-        return f"{h}h{m:02d}m"
-    if m:
-        return f"{m}m{sec:02d}s"
-    return f"{sec}s"
+    """Kept name: ``lorakit.fmt.duration`` (short form)."""
+    return duration(seconds)
 
 
 def status_lines(snap: Snapshot) -> list[str]:

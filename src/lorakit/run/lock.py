@@ -10,7 +10,11 @@ holds a list of numbers, the indices a run uses are mapped through it first
 (:func:`physical_gpus`). Launch the trainer with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so CUDA
 numbers the GPUs the same way.
 
-Windows has no ``fcntl``: there locks are not taken (documented in docs/queue.md).
+Windows has no ``fcntl``: there GPU locks are not taken (documented in docs/queue.md).
+
+This module also holds lorakit's one file-lock primitive, :func:`file_lock` (the queue file and
+the queue runner use it): ``fcntl.flock`` on POSIX, ``msvcrt.locking`` of one byte far past the
+holder line on Windows (so the line stays readable to a refused process).
 """
 
 from __future__ import annotations
@@ -106,14 +110,89 @@ def _parse_holder(gpu: int, text: str) -> LockHolder:
     )
 
 
-def _try_flock(fh: IO[str]) -> bool:
-    import fcntl
+_WIN_LOCK_OFFSET = 2**30  # Windows: the byte locked (past any holder line; may lie beyond EOF)
 
+
+def lock_fd(fd: int, *, blocking: bool) -> bool:
+    """Take the exclusive lock of an open file (False: held elsewhere; ``blocking`` waits)."""
+    if os.name == "posix":
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
+    import msvcrt
+
+    pos = os.lseek(fd, 0, os.SEEK_CUR)
     try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+        while True:
+            os.lseek(fd, _WIN_LOCK_OFFSET, os.SEEK_SET)
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined,unused-ignore]
+                return True
+            except OSError:
+                if not blocking:
+                    return False
+                time.sleep(0.05)
+    finally:
+        os.lseek(fd, pos, os.SEEK_SET)
+
+
+def unlock_fd(fd: int) -> None:
+    if os.name == "posix":
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return
+    import msvcrt
+
+    pos = os.lseek(fd, 0, os.SEEK_CUR)
+    try:
+        os.lseek(fd, _WIN_LOCK_OFFSET, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined,unused-ignore]
+    finally:
+        os.lseek(fd, pos, os.SEEK_SET)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, blocking: bool, holder: str | None = None) -> Iterator[bool]:
+    """Hold the exclusive lock of ``path`` (created) for the block; yields False when another
+    process holds it (never blocks then unless ``blocking``). ``holder``: a line written into the
+    file while held (read it with :func:`lock_text`) and cleared when released. The kernel
+    drops the lock when the process dies, however it dies: no stale lock after a crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+", encoding="utf-8") as fh:
+        if not lock_fd(fh.fileno(), blocking=blocking):
+            yield False
+            return
+        try:
+            if holder is not None:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(holder)
+                fh.flush()
+            yield True
+        finally:
+            with contextlib.suppress(OSError):
+                if holder is not None:
+                    fh.seek(0)
+                    fh.truncate()
+                    fh.flush()
+                unlock_fd(fh.fileno())
+
+
+def lock_text(path: Path) -> str:
+    """The holder line of a lock file ("" when none or unreadable)."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def _try_flock(fh: IO[str]) -> bool:
+    return lock_fd(fh.fileno(), blocking=False)
 
 
 class GpuLock:
@@ -133,14 +212,12 @@ class GpuLock:
         return tuple(fh.fileno() for fh in self._handles)
 
     def release(self) -> None:
-        import fcntl
-
         for fh in self._handles:
             with contextlib.suppress(OSError):
                 fh.seek(0)
                 fh.truncate()
                 fh.flush()
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                unlock_fd(fh.fileno())
             fh.close()
         self._handles = []
 
@@ -215,9 +292,7 @@ def holder(gpu: int, home: Path | None = None) -> LockHolder | None:
         return None
     with path.open("a+", encoding="utf-8") as fh:
         if _try_flock(fh):
-            import fcntl
-
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            unlock_fd(fh.fileno())
             return None
         return _read_holder(gpu, fh)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from lorakit.events import Started, read_events
 from lorakit.kohya.tblog import DEFAULT_TAGS, ScalarLog
-from lorakit.run.events import Started, read_events
 from lorakit.run.folder import read_state
 
 

@@ -1,3 +1,4 @@
+# Over ~400 lines because: the resume mapping (states, offsets, launch names, renaming) is one algorithm.
 """`lorakit resume RUN`: continue a run that saved its training state (``saving.save_state``).
 
 The run is re-planned from its own ``spec.yaml`` into the same folder (so argv is what it was)
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lorakit.errors import ConfigError
-from lorakit.run.events import (
+from lorakit.events import (
     Checkpoint,
     DatasetSummary,
     EpochStarted,
@@ -38,13 +39,14 @@ from lorakit.run.events import (
     WarningEvent,
     read_events,
 )
+from lorakit.fs import atomic_write, move_no_replace
 from lorakit.run.folder import SPEC_FILE, read_state, refuse_if_running
 
 if TYPE_CHECKING:
     from lorakit.kohya.install import Trainer
     from lorakit.kohya.logparse import LogParser
-    from lorakit.planning import PlanRequest
-    from lorakit.run.runner import Observer, RunOutcome
+    from lorakit.planning import PlannedRun, PlanRequest
+    from lorakit.run.runner import Options
 
 RESTART_FIX = (
     "the trainer did not continue from the saved state: check that the state folder holds "
@@ -251,12 +253,7 @@ class ResumeCheck:
                 ev = replace(ev, step=ev.step + start)  # the bar's count
             elif isinstance(ev, StateSaved) and ev.step is not None:
                 ev = replace(ev, step=ev.step + self.offset)  # train_state.json: the trainer's global_step
-        if (
-            isinstance(ev, Progress)
-            and self.planned_total
-            and ev.step > self.planned_total
-            and not self._warned_past
-        ):
+        if isinstance(ev, Progress) and self.planned_total and ev.step > self.planned_total and not self._warned_past:
             self._warned_past = True
             out.append(
                 WarningEvent(
@@ -303,7 +300,7 @@ class ResumeCheck:
             if dest == src:
                 out.append(ev)
                 continue
-            if _move_no_replace(src, dest):
+            if move_no_replace(src, dest):
                 self.renamed[str(src)] = str(dest)
                 out.append(replace(ev, path=str(dest)))
             else:
@@ -339,34 +336,22 @@ class ResumeCheck:
         )
 
 
-def _move_no_replace(src: Path, dest: Path) -> bool:
-    """Rename ``src`` to ``dest`` unless ``dest`` exists (a hard link fails on an existing name;
-    where links are not supported, check then rename)."""
-    import os
+def _path_keys() -> tuple[tuple[str, str], ...]:
+    """(section, key) of every single-path setting of the schema (``Path`` or ``Path | None``):
+    derived from TrainSpec, so a new path key is made absolute without a second list."""
+    from pydantic import BaseModel
 
-    try:
-        os.link(src, dest)
-    except FileExistsError:
-        return False
-    except OSError:
-        if dest.exists():
-            return False
-        os.replace(src, dest)
-        return True
-    src.unlink()
-    return True
+    from lorakit.config.schema import TrainSpec
+
+    out = []
+    for section, field_ in TrainSpec.model_fields.items():
+        model = field_.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            out += [(section, k) for k, f in model.model_fields.items() if f.annotation in (Path, Path | None)]
+    return tuple(out)
 
 
-PATH_KEYS = (
-    ("model", "checkpoint"),
-    ("model", "vae"),
-    ("model", "clip_l"),
-    ("model", "clip_g"),
-    ("model", "t5xxl"),
-    ("model", "tokenizer_cache_dir"),
-    ("dataset", "folder"),
-    ("output", "folder"),
-)
+PATH_KEYS = _path_keys()
 
 
 def absolute_spec(spec: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -398,7 +383,6 @@ def resume_request(run_dir: Path) -> PlanRequest:
     import yaml
 
     from lorakit.planning import PlanRequest
-    from lorakit.run.folder import atomic_write_text
 
     path = run_dir / SPEC_FILE
     if not path.is_file():
@@ -406,22 +390,22 @@ def resume_request(run_dir: Path) -> PlanRequest:
     spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     base = Path(str(read_state(run_dir).get("cwd") or Path.cwd()))
     resolved = run_dir / RESUME_SPEC
-    atomic_write_text(resolved, yaml.safe_dump(absolute_spec(spec, base), sort_keys=False))
+    atomic_write(resolved, yaml.safe_dump(absolute_spec(spec, base), sort_keys=False))
     return PlanRequest(config=resolved)
 
 
 RESUME_SPEC = ".resume-spec.yaml"
 
 
-def resume_run(
+def prepare_resume(
     run_ref: str | Path,
     trainer: Trainer,
     *,
     runs_dir: Path = Path("runs"),
-    observer: Observer | None = None,
-) -> tuple[RunOutcome, ResumeCheck]:
-    """Relaunch a run from its last saved state, in its own folder; the outcome and the check
-    of whether the trainer really continued (``check.ok``; warnings are in events.jsonl).
+) -> tuple[PlannedRun, Options, list[str], ResumeCheck]:
+    """Plan the relaunch of a run from its last saved state, in its own folder: the plan, the
+    runner options, the extra argv and the check of whether the trainer really continued
+    (``lorakit.training.resume_run`` runs it).
 
     The launch gets ``--resume=STATE --skip_until_initial_step --initial_step=S`` (S: the run's
     own step at the state, so a chained resume continues from the right step even though
@@ -430,7 +414,7 @@ def resume_run(
     complete, never over an existing one."""
     from lorakit.planning import plan_run
     from lorakit.run.folder import find_run, update_state
-    from lorakit.run.runner import ChildResult, Options, run_planned
+    from lorakit.run.runner import ChildResult, Options
 
     run_dir = find_run(str(run_ref), runs_dir).absolute()
     state = last_state(run_dir)
@@ -478,6 +462,11 @@ def resume_run(
 
     opts = Options(resumed_from=str(state.path), transform=check, after_exit=after_exit)
     extra = [f"--resume={state.path}", "--skip_until_initial_step", f"--initial_step={start}", f"--output_name={name}"]
-    outcome = run_planned(planned, observer=observer, options=opts, extra_argv=extra)
+    return planned, opts, extra, check
+
+
+def finish_resume(run_dir: Path, check: ResumeCheck) -> None:
+    """Record whether the resumed trainer really continued (state.json ``resume_check``)."""
+    from lorakit.run.folder import update_state
+
     update_state(run_dir, resume_check="ok" if check.ok else ("restarted" if check.ok is False else "unknown"))
-    return outcome, check

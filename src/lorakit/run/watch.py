@@ -1,9 +1,10 @@
 """Speed and health of a running training: steady-state s/step (warm-up excluded), images/s,
 ETA, and the slow-run watch.
 
-Steady s/step is the median of the per-step intervals seen after the first ``warmup_steps``
-steps (the first steps include CUDA/cuDNN warm-up, and pauses for checkpoints/samples are
-outliers the median ignores), over the last ``window`` steps.
+Steady s/step is ``lorakit.rate``'s one definition (the median of the per-step intervals after
+the first ``warmup_steps`` steps; pauses for checkpoints/samples are outliers the median
+ignores), here over the last ``window`` steps: the *current* rate of the live view, state.json
+and the slow/stall checks. ``runs show``, ``bench`` and the report print the whole-run figure.
 
 The slow-run watch raises a ``warning`` event (once per kind) when
 
@@ -20,12 +21,11 @@ tensors into system RAM over PCIe: 50–100× slower, no error. The fix text say
 from __future__ import annotations
 
 import contextlib
-import statistics
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lorakit.run.events import Progress, WarningEvent
+from lorakit.events import Progress, WarningEvent
+from lorakit.rate import LIVE_WINDOW, Intervals
 
 if TYPE_CHECKING:
     from lorakit.config.schema import TrainSpec
@@ -64,14 +64,13 @@ class Speed:
 class SpeedWatch:
     batch_size: int = 1
     warmup_steps: int = 2
-    window: int = 100
+    window: int = LIVE_WINDOW
     expected_s_per_step: float | None = None
     slow_factor: float = 5.0
     min_steps: int = 5  # steady steps needed before judging
     pinned_fraction: float = 0.97
     pinned_s: float = 60.0
-    _points: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=1000))
-    _intervals: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    _intervals: Intervals = field(default_factory=Intervals)
     _baseline: float | None = None
     _warned: set[str] = field(default_factory=set)
     _pinned_since: float | None = None
@@ -79,26 +78,17 @@ class SpeedWatch:
     total: int = 0
 
     def __post_init__(self) -> None:
-        self._intervals = deque(maxlen=self.window)
+        self._intervals = Intervals(warmup=self.warmup_steps, window=self.window)
 
     def add(self, ev: Progress) -> list[WarningEvent]:
         """Record a progress event (its ``t`` is the time it was seen)."""
-        if self._points and ev.step <= self._points[-1][1]:
-            self._points.clear()  # the counter restarted (resume): start over
-            self._intervals.clear()
-        if self._points and self._points[-1][1] >= self.warmup_steps:
-            t0, s0 = self._points[-1]
-            if ev.step > s0 and ev.t >= t0:
-                self._intervals.append((ev.t - t0) / (ev.step - s0))
-        self._points.append((ev.t, ev.step))
+        self._intervals.add(ev.step, ev.t)
         self.step, self.total = ev.step, ev.total
         return self._check_slow(ev.t)
 
     @property
     def steady_s_per_step(self) -> float | None:
-        if len(self._intervals) < 1:
-            return None
-        return statistics.median(self._intervals)
+        return self._intervals.median()
 
     def speed(self) -> Speed:
         sps = self.steady_s_per_step
@@ -125,9 +115,8 @@ class SpeedWatch:
             if len(self._intervals) >= self.min_steps:
                 self._baseline = sps
             return []
-        recent = list(self._intervals)[-self.min_steps :]
-        if statistics.median(recent) > self.slow_factor * self._baseline:
-            r = statistics.median(recent)
+        r = self._intervals.median(last=self.min_steps) or 0.0
+        if r > self.slow_factor * self._baseline:
             return [
                 self._warn(
                     "slow",

@@ -1,4 +1,5 @@
 # mypy: disable-error-code="import-not-found, import-untyped"
+# Over ~400 lines because: it runs in the trainer's Python, self-contained, one builder per family.
 """Build random-weight base models that sd-scripts loads, plus an offline tokenizer cache.
 
 Usage (inside the trainer environment: torch, transformers, diffusers, accelerate, tokenizers)::
@@ -35,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from lorakit.fs import atomic_path
 
 FAMILIES = ("sdxl", "sd3.5-medium", "sd3.5-large")
 
@@ -407,16 +410,11 @@ def _state_to_cpu(sd: dict[str, Any], prefix: str = "", dtype: Any = None) -> di
     return out
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(path.stem + ".partial" + path.suffix)
-
-
 def _save(sd: dict[str, Any], path: Path, metadata: dict[str, str] | None = None) -> int:
     from safetensors.torch import save_file
 
-    tmp = _partial(path)
-    save_file(sd, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata=metadata)
     return path.stat().st_size
 
 
@@ -449,11 +447,10 @@ def _build_sdxl(out: Path, device: str, seed: int, gain: float) -> dict[str, Any
     info["vae"] = _fill_random(vae, device=device, dtype=dt, gen=g, gain=gain)
     logit_scale = torch.tensor(math.log(100.0), dtype=dt, device=device)
     path = out / SDXL_FILE
-    tmp = _partial(path)  # keeps the .safetensors suffix: sd-scripts picks the format from it
-    sdxl_model_util.save_stable_diffusion_checkpoint(
-        str(tmp), te1, te2, unet, 0, 0, None, vae, logit_scale, {"lorakit_synth": "sdxl"}, save_dtype=dt
-    )
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # keeps the .safetensors suffix: sd-scripts picks the format from it
+        sdxl_model_util.save_stable_diffusion_checkpoint(
+            str(tmp), te1, te2, unet, 0, 0, None, vae, logit_scale, {"lorakit_synth": "sdxl"}, save_dtype=dt
+        )
     return {"checkpoint": str(path), "checkpoint_bytes": path.stat().st_size, "dtype": "float16", "parts": info}
 
 
