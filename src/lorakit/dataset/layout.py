@@ -16,7 +16,13 @@ from lorakit.config.schema import TrainingSection
 from lorakit.toml_out import toml_string
 
 __all__ = [
-    "CAPTION_EXTENSION", "RegSubset", "Subset", "class_tokens", "dataset_toml", "folder_name", "reg_subset_lines",
+    "CAPTION_EXTENSION",
+    "RegSubset",
+    "Subset",
+    "class_tokens",
+    "dataset_toml",
+    "folder_name",
+    "reg_subset_lines",
     "toml_string",
 ]
 
