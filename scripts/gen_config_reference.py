@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import sys
+import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -30,10 +31,20 @@ def _type(info: FieldInfo) -> str:
 
 
 def _default(info: FieldInfo) -> str:
+    if info.is_required():
+        return "(required)"
     if info.default_factory is not None:
         value: Any = info.default_factory()  # type: ignore[call-arg]
         return "" if isinstance(value, BaseModel) else repr(value)
     return repr(info.default) if info.default is not None else "—"
+
+
+def _optional_model(info: FieldInfo) -> type[BaseModel] | None:
+    """The model of an optional nested section (``X | None``), whose keys are listed under it."""
+    if get_origin(info.annotation) not in (Union, types.UnionType):
+        return None
+    found = [a for a in get_args(info.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return found[0] if found else None
 
 
 def render() -> str:
@@ -54,6 +65,11 @@ def render() -> str:
         for key, info in model.model_fields.items():
             shown = info.alias or key
             lines.append(f"| `{name}.{shown}` | {_type(info)} | {_default(info)} | {info.description or ''} |")
+            sub = _optional_model(info)
+            for k2, i2 in (sub.model_fields if sub is not None else {}).items():
+                lines.append(
+                    f"| `{name}.{shown}.{i2.alias or k2}` | {_type(i2)} | {_default(i2)} | {i2.description or ''} |"
+                )
         lines.append("")
     return "\n".join(lines)
 

@@ -165,6 +165,7 @@ def plan_json(planned: PlannedRun) -> dict[str, Any]:
             "effective_batch": p.steps.effective_batch,
             "epochs": p.steps.epochs,
             "total_steps": p.steps.total_steps,
+            "reg_samples": p.steps.reg_samples,
             "formula": p.steps.formula(),
         },
         "dataset": {
@@ -180,8 +181,23 @@ def plan_json(planned: PlannedRun) -> dict[str, Any]:
                 }
                 for c in d.concepts
             ],
+            "regularization": _reg_json(d),
         },
         "changes": [{"key": k, "preset": a, "value": b} for k, a, b in spec_diff(planned.loaded)],
         "spec": spec_dump(planned.spec),
         "warnings": planned.warnings,
+    }
+
+
+def _reg_json(d: Any) -> dict[str, object] | None:
+    r = d.regularization
+    if r is None:
+        return None
+    return {
+        "folder": str(r.folder),
+        "images": r.images,
+        "repeats": r.repeats,
+        "class_tokens": r.class_tokens,
+        "samples_per_epoch": d.reg_samples_per_epoch,
+        "images_used": r.used_images(d.visits_per_epoch),
     }

@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     NEUTRAL,
     {"config"},
     {"dataset"},
+    {"caption"},
     {"gpu"},
     {"kohya"},
     {"planning", "convert"},

@@ -199,6 +199,13 @@ def prepare_cmd(
         "tokens) or trigger (write the trigger and class as the caption).",
     ),
     near_dup_distance: int = NearOpt,
+    reg: Path | None = typer.Option(
+        None, "--reg", help="Regularization (class) images, prepared the same way into OUT/reg/ (is_reg subset)."
+    ),
+    reg_repeats: int | None = typer.Option(
+        None, "--reg-repeats", help="Repeats of the reg images (default: balanced so every one is used)."
+    ),
+    reg_class: str | None = typer.Option(None, "--reg-class", help="Class word of the reg images (default: --class)."),
     jobs: int | None = JobsOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -209,6 +216,8 @@ def prepare_cmd(
     Example: [bold]lorakit dataset prepare ~/raw/alice --trigger ohwx --class woman[/]
 
     Example (one sub-folder per concept): [bold]lorakit dataset prepare ~/raw/cast --visits 120[/]
+
+    Example (with class images): [bold]lorakit dataset prepare ~/raw/alice -t ohwx --class woman --reg ~/reg[/]
     """
     from lorakit.dataset.prepare import PrepareOptions, prepare_dataset
 
@@ -216,7 +225,7 @@ def prepare_cmd(
         source=directory, trigger=trigger, class_word=class_word, out=out, repeats=repeats, visits=visits,
         epochs=epochs, batch_size=batch_size, resolution=resolution, max_size=max_size, min_size=min_size,
         fmt=fmt.lower(), background=background, caption_ext=caption_ext, caption_missing=caption_missing,
-        near_dup_distance=near_dup_distance, jobs=jobs,
+        near_dup_distance=near_dup_distance, jobs=jobs, reg=reg, reg_repeats=reg_repeats, reg_class=reg_class,
     )  # fmt: skip
     with _progress(not as_json) as update:
         report = prepare_dataset(opts, progress=update)
@@ -244,6 +253,12 @@ def _render_prepare(report: PrepareReport) -> None:
         table.add_column(col, justify="left" if col == "folder" else "right")
     for c in report.concepts:
         table.add_row(escape(c.folder), str(c.images), str(c.repeats), str(c.visits_per_epoch), str(c.visits_per_image))
+    r = report.regularization
+    if r is not None:
+        used = "" if r.images_used == r.images else f" ({r.images_used} used)"
+        table.add_row(
+            escape(r.folder) + " [dim](reg)[/]", f"{r.images}{used}", str(r.repeats), str(r.samples_per_epoch), "-"
+        )
     console.print(table)
     s = report.schedule
     console.print(f"steps: {s.formula()}  [dim]({escape(s.how)})[/]")
@@ -267,3 +282,79 @@ def _render_prepare(report: PrepareReport) -> None:
         f"\n[dim]dataset config: {escape(str(report.out / 'dataset.toml'))}; every action: "
         f"{escape(str(report.out / 'manifest.json'))}[/]"
     )
+
+
+@app.command("caption")
+def caption_cmd(
+    directory: Path = typer.Argument(
+        ..., metavar="DIR", help="A folder `lorakit dataset prepare` wrote (or any folder, with --out)."
+    ),
+    tagger: str = typer.Option("wd14", "--tagger", help="wd14 (Danbooru tags, ONNX) or blip (one sentence; torch)."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Model folder, or a Hugging Face repo id (downloaded once when online). Default: "
+        "SmilingWolf/wd-vit-tagger-v3 / Salesforce/blip-image-captioning-large.",
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Caption a copy made here; DIR is only read."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing captions (default: keep them)."),
+    append: bool = typer.Option(False, "--append", help="Add new tags after the existing ones."),
+    trigger: str | None = typer.Option(None, "--trigger", "-t", help="Trigger, first tag (default: the manifest's)."),
+    class_word: str | None = typer.Option(None, "--class", help="Class word, second tag (default: the manifest's)."),
+    threshold: float = typer.Option(0.35, "--threshold", help="wd14: general-tag probability threshold."),
+    character_threshold: float = typer.Option(0.85, "--character-threshold", help="wd14: character-tag threshold."),
+    exclude: str = typer.Option("", "--exclude", help="wd14: comma-separated tags never written."),
+    keep_underscores: bool = typer.Option(False, "--keep-underscores", help="wd14: keep Danbooru underscores."),
+    rating: bool = typer.Option(False, "--rating", help="wd14: add the most likely rating tag (off by default)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Images per inference batch."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU when the runtime has one), cpu or cuda."),
+    caption_ext: str = CaptionExtOpt,
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Decode threads / CPU inference threads."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Write caption files with a WD14-style tagger or BLIP (needs: pip install 'lorakit[caption]').
+
+    Existing captions are kept unless --overwrite (or merged with --append); the trigger and class
+    go first. A raw source folder is never written: caption prepare's output, or a copy (--out).
+
+    Example: [bold]lorakit dataset caption ~/raw/alice-prepared[/]
+
+    Example: [bold]lorakit dataset caption ~/raw/alice-prepared --model ~/models/wd14 --exclude "white background"[/]
+
+    Example: [bold]lorakit dataset caption ~/raw/alice --out ~/alice-captioned --tagger blip[/]
+    """
+    from lorakit.caption.run import CaptionOptions, caption_dataset
+    from lorakit.dataset.sources import normalise_caption_ext
+
+    opts = CaptionOptions(
+        directory=directory, tagger=tagger, model=model, out=out, overwrite=overwrite, append=append,
+        trigger=trigger, class_word=class_word, general_threshold=threshold,
+        character_threshold=character_threshold,
+        exclude=tuple(t.strip() for t in exclude.split(",") if t.strip()), underscores=keep_underscores,
+        rating=rating, batch_size=batch_size, device=device.lower(),
+        caption_ext=normalise_caption_ext(caption_ext), jobs=jobs,
+    )  # fmt: skip
+    with _progress(not as_json) as update:
+        report = caption_dataset(opts, progress=lambda d, t: update("captioning", d, t))
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+        return
+    from rich.markup import escape
+
+    ips = report.images_per_second
+    speed = f"; {ips:.1f} images/s" if ips else ""
+    console.print(
+        f"[bold green]captioned {report.count('written') + report.count('appended')} image(s)[/] in "
+        f"{escape(str(report.root))}  [dim]({report.tagger} {escape(str(report.model))} on {escape(report.provider)}, "
+        f"batch {report.batch_size}{speed})[/]"
+    )
+    console.print(
+        f"written {report.count('written')}, appended {report.count('appended')}, kept {report.count('kept')} "
+        "[dim](existing captions are kept; --overwrite replaces, --append merges)[/]"
+    )
+    if report.copied_from is not None:
+        console.print(f"[dim]copied from {escape(str(report.copied_from))} (not written to)[/]")
+    _listing("failed", [(o.rel, o.reason or "") for o in report.outcomes if o.action == "failed"], "red")
+    _tags(report.tags)
+    for n in report.notes:
+        console.print(f"[dim]note: {escape(n)}[/]")

@@ -114,6 +114,14 @@ def print_plan(planned: PlannedRun, *, as_json: bool, dry_run: bool) -> None:
             f"  {c.folder.name}: {c.images} images ({c.captioned} captioned) × {c.repeats} repeats"
             f" — class tokens '{c.class_tokens}'"
         )
+    r = d.regularization
+    if r is not None:
+        used = r.used_images(d.visits_per_epoch)
+        console.print(
+            f"  regularization {r.folder.name}: {r.images} images × {r.repeats} repeats — class tokens "
+            f"'{r.class_tokens}'; {d.reg_samples_per_epoch} reg samples/epoch ({used} images used; sd-scripts "
+            "balances them to the train samples)"
+        )
     s = p.steps
     console.print(f"[bold]Steps[/] {s.formula()}  ({s.steps_per_epoch} steps per epoch)")
     console.print(f"[bold]Dataset TOML[/] ({p.run_dir / 'dataset.toml'})")

@@ -241,6 +241,24 @@ class Concept(Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 
 
+class Regularization(Strict):
+    """Regularization (class) images: an ``is_reg = true`` subset of the dataset TOML. They keep the
+    class word generic (a character LoRA's ``ohwx woman`` must not turn every ``woman`` into her);
+    a style LoRA has no class word to protect and does not need them (docs/dataset.md)."""
+
+    folder: Path = Field(description="Folder of class images (usually generated from the class prompt alone).")
+    repeats: Repeats | None = Field(
+        None,
+        description="num_repeats of the reg subset (default: train images×repeats ÷ reg images, at least 1, "
+        "so every reg image is used; sd-scripts balances reg samples to the train samples either way).",
+    )
+    class_word: str | None = Field(
+        None, alias="class", description="class_tokens for reg images without a caption (default: dataset.class)."
+    )
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+
 class DatasetSection(Strict):
     folder: Path | None = Field(None, description="Dataset folder (kohya layout or flat). --data sets it.")
     trigger: str | None = Field(None, description="Trigger token (first caption tag).")
@@ -248,6 +266,7 @@ class DatasetSection(Strict):
     repeats: Repeats = Field(10, description="num_repeats for a flat folder.")
     caption_extension: str = Field(".txt", description="Caption file extension (always passed explicitly).")
     concepts: list[Concept] = Field(default_factory=list, description="Explicit concepts (multi-concept).")
+    regularization: Regularization | None = Field(None, description="Regularization (class) images, optional.")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 

@@ -38,6 +38,7 @@ class Schedule:
     epochs: int
     batch_size: int
     how: str  # one line: where repeats/epochs came from
+    reg_samples: int = 0  # regularization samples per epoch, as sd-scripts balances them (plan.reg_samples_per_epoch)
 
     @property
     def visits_per_epoch(self) -> tuple[int, ...]:
@@ -50,7 +51,8 @@ class Schedule:
     @property
     def steps(self) -> StepsMath:
         """The one steps formula (``dataset.plan.StepsMath``), on one GPU."""
-        return StepsMath.compute(self.images_x_repeats, self.batch_size, self.epochs, None)
+        samples = self.images_x_repeats + self.reg_samples
+        return StepsMath.compute(samples, self.batch_size, self.epochs, None, reg_samples=self.reg_samples)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -72,6 +74,7 @@ class Schedule:
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "images_x_repeats": self.images_x_repeats,
+            "reg_samples": self.reg_samples,
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "how": self.how,

@@ -15,7 +15,16 @@ from pathlib import Path
 from lorakit.config.schema import TrainingSection
 from lorakit.toml_out import toml_string
 
-__all__ = ["CAPTION_EXTENSION", "Subset", "class_tokens", "dataset_toml", "folder_name", "toml_string"]
+__all__ = [
+    "CAPTION_EXTENSION",
+    "RegSubset",
+    "Subset",
+    "class_tokens",
+    "dataset_toml",
+    "folder_name",
+    "reg_subset_lines",
+    "toml_string",
+]
 
 CAPTION_EXTENSION = ".txt"
 
@@ -36,7 +45,27 @@ class Subset:
     keep_tokens: int
 
 
-def dataset_toml(subsets: Sequence[Subset], *, resolution: int, batch_size: int) -> str:
+@dataclass(frozen=True)
+class RegSubset:
+    image_dir: Path
+    num_repeats: int
+    class_tokens: str
+
+
+def reg_subset_lines(reg: RegSubset) -> list[str]:
+    """The regularization subset: sd-scripts' DreamBooth subset with ``is_reg = true``
+    (library/config_util.py); reg images without a caption get ``class_tokens``."""
+    return [
+        "  [[datasets.subsets]]",
+        f"  image_dir = {toml_string(str(reg.image_dir))}",
+        "  is_reg = true",
+        f"  num_repeats = {reg.num_repeats}",
+        f"  class_tokens = {toml_string(reg.class_tokens)}",
+        "",
+    ]
+
+
+def dataset_toml(subsets: Sequence[Subset], *, resolution: int, batch_size: int, reg: RegSubset | None = None) -> str:
     buckets = TrainingSection()  # the spec's bucket defaults; the largest bucket never below the resolution
     lines = [
         "# written by lorakit dataset prepare: sd-scripts --dataset_config",
@@ -61,4 +90,6 @@ def dataset_toml(subsets: Sequence[Subset], *, resolution: int, batch_size: int)
             f"  keep_tokens = {s.keep_tokens}",
             "",
         ]
+    if reg is not None:
+        lines += reg_subset_lines(reg)
     return "\n".join(lines)

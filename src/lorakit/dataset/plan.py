@@ -51,19 +51,27 @@ class StepsMath:
     total_steps: int
     max_steps: int | None = None
     n_gpus: int = 1
+    reg_samples: int = 0  # of images_x_repeats: regularization samples per epoch (reg_samples_per_epoch)
 
     @classmethod
     def compute(
-        cls, images_x_repeats: int, batch_size: int, epochs: int | None, max_steps: int | None, n_gpus: int = 1
+        cls,
+        images_x_repeats: int,
+        batch_size: int,
+        epochs: int | None,
+        max_steps: int | None,
+        n_gpus: int = 1,
+        reg_samples: int = 0,
     ) -> StepsMath:
         n = max(1, n_gpus)
         batches = math.ceil(images_x_repeats / batch_size)
         per_epoch = math.ceil(batches / n)
         if max_steps is not None:
-            return cls(images_x_repeats, batch_size, batches, math.ceil(max_steps / per_epoch), max_steps, max_steps, n)
+            epochs_run = math.ceil(max_steps / per_epoch)
+            return cls(images_x_repeats, batch_size, batches, epochs_run, max_steps, max_steps, n, reg_samples)
         if epochs is None:
             raise ValueError("epochs or max_steps is required")  # the config rules guarantee one
-        return cls(images_x_repeats, batch_size, batches, epochs, per_epoch * epochs, None, n)
+        return cls(images_x_repeats, batch_size, batches, epochs, per_epoch * epochs, None, n, reg_samples)
 
     @property
     def per_gpu_batch(self) -> int:
@@ -85,13 +93,57 @@ class StepsMath:
         n = self.n_gpus
         divisor = f"batch {self.batch_size}" if n == 1 else f"(batch {self.batch_size} × {n} GPU(s))"
         tail = "" if n == 1 else f"; effective batch {self.effective_batch}"
+        samples = f"{self.images_x_repeats} images×repeats"
+        if self.reg_samples:
+            samples = f"({self.images_x_repeats - self.reg_samples} train + {self.reg_samples} reg) images×repeats"
         if self.max_steps is not None:
             return (
-                f"{self.images_x_repeats} images×repeats ÷ {divisor} = {self.steps_per_epoch} steps/epoch; "
+                f"{samples} ÷ {divisor} = {self.steps_per_epoch} steps/epoch; "
                 f"max_steps {self.max_steps} → {self.epochs} epoch(s){tail}"
             )
-        head = f"{self.images_x_repeats} images×repeats × {self.epochs} epochs ÷ {divisor}"
+        head = f"{samples} × {self.epochs} epochs ÷ {divisor}"
         return f"{head} = {self.total_steps} steps{tail}"
+
+
+def reg_samples_per_epoch(train_samples: int, reg_images: int, reg_repeats: int) -> int:
+    """Regularization samples per epoch as sd-scripts registers them (library/train_util.py
+    2160-2182 at 48d368fa): reg images are registered one by one, each adding its repeats, until
+    the total reaches the train samples (images × repeats); later images are never used. If one
+    pass is not enough, every reg image gets +1 repeat at a time until the totals are equal.
+    So: the train samples exactly, or the first prefix of whole images that reaches them."""
+    if train_samples <= 0 or reg_images <= 0 or reg_repeats <= 0:
+        return 0
+    if reg_images * reg_repeats <= train_samples:
+        return train_samples
+    return math.ceil(train_samples / reg_repeats) * reg_repeats
+
+
+def reg_images_used(train_samples: int, reg_images: int, reg_repeats: int) -> int:
+    """How many reg images sd-scripts registers (the rest are skipped: "some of reg images are not used")."""
+    if train_samples <= 0 or reg_repeats <= 0:
+        return 0
+    return min(reg_images, math.ceil(train_samples / reg_repeats))
+
+
+def balanced_reg_repeats(train_samples: int, reg_images: int) -> int:
+    """Reg repeats that use every reg image at least once: floor(train samples ÷ reg images), ≥ 1."""
+    return max(1, train_samples // reg_images) if reg_images else 1
+
+
+@dataclass(frozen=True)
+class RegPlan:
+    """The regularization subset: ``is_reg = true`` in the dataset TOML."""
+
+    folder: Path
+    images: int
+    repeats: int
+    class_tokens: str
+
+    def samples_per_epoch(self, train_samples: int) -> int:
+        return reg_samples_per_epoch(train_samples, self.images, self.repeats)
+
+    def used_images(self, train_samples: int) -> int:
+        return reg_images_used(train_samples, self.images, self.repeats)
 
 
 @dataclass(frozen=True)
@@ -101,6 +153,7 @@ class DatasetPlan:
     concepts: tuple[ConceptPlan, ...]
     caption_extension: str
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    regularization: RegPlan | None = None
 
     @property
     def images(self) -> int:
@@ -108,10 +161,22 @@ class DatasetPlan:
 
     @property
     def visits_per_epoch(self) -> int:
+        """Training images × repeats (regularization samples not included)."""
         return sum(c.visits_per_epoch for c in self.concepts)
 
+    @property
+    def reg_samples_per_epoch(self) -> int:
+        r = self.regularization
+        return r.samples_per_epoch(self.visits_per_epoch) if r is not None else 0
+
+    @property
+    def samples_per_epoch(self) -> int:
+        """What one epoch feeds the model: train images × repeats plus the balanced reg samples."""
+        return self.visits_per_epoch + self.reg_samples_per_epoch
+
     def steps(self, batch_size: int, epochs: int | None, max_steps: int | None, n_gpus: int = 1) -> StepsMath:
-        return StepsMath.compute(self.visits_per_epoch, batch_size, epochs, max_steps, n_gpus)
+        reg = self.reg_samples_per_epoch
+        return StepsMath.compute(self.visits_per_epoch + reg, batch_size, epochs, max_steps, n_gpus, reg)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -129,7 +194,64 @@ def _tokens(trigger: str | None, class_word: str | None) -> str:
 
 
 def scan_dataset(cfg: DatasetSection, folder: Path | None = None) -> DatasetPlan:
-    """Scan the dataset the config points at (``folder`` overrides ``cfg.folder``)."""
+    """Scan the dataset the config points at (``folder`` overrides ``cfg.folder``), with its
+    regularization images (``dataset.regularization``, or the ``reg/`` folder prepare wrote)."""
+    return with_regularization(_scan_train(cfg, folder), cfg)
+
+
+def with_regularization(plan: DatasetPlan, cfg: DatasetSection) -> DatasetPlan:
+    """The plan with its reg subset: from the config when given, else from a prepared folder's manifest."""
+    reg_cfg = cfg.regularization
+    prepared = prepared_regularization(plan.root) if plan.layout == "kohya" else None
+    if reg_cfg is None and prepared is None:
+        return plan
+    warnings = list(plan.warnings)
+    if reg_cfg is not None:
+        rf = reg_cfg.folder
+        if not rf.is_dir():
+            raise DatasetError(
+                f"dataset.regularization.folder: {rf} is not a folder", fix="point it at a folder of class images"
+            )
+        n = len(list_images(rf))
+        if n == 0:
+            raise DatasetError(
+                f"dataset.regularization.folder: no images in {rf}",
+                fix="put class images there (e.g. generated from the class prompt alone), or remove the key",
+            )
+        tokens = reg_cfg.class_word or cfg.class_word or ""
+        repeats = reg_cfg.repeats or balanced_reg_repeats(plan.visits_per_epoch, n)
+        reg = RegPlan(rf, n, repeats, tokens)
+    else:
+        assert prepared is not None
+        reg = prepared
+    used = reg.used_images(plan.visits_per_epoch)
+    if used < reg.images:
+        warnings.append(
+            f"{reg.folder}: sd-scripts uses only {used} of {reg.images} reg images (reg images × {reg.repeats} repeats "
+            f"exceed the {plan.visits_per_epoch} train images×repeats); use fewer reg images or more train repeats"
+        )
+    if not reg.class_tokens:
+        warnings.append(f"{reg.folder}: no class word for the reg images; set dataset.class (or regularization.class)")
+    return replace(plan, regularization=reg, warnings=tuple(warnings))
+
+
+def prepared_regularization(root: Path) -> RegPlan | None:
+    """The reg subset `lorakit dataset prepare --reg` wrote into ``root`` (its manifest says which)."""
+    from lorakit.dataset.manifest import read_manifest
+
+    entry = (read_manifest(root) or {}).get("regularization")
+    if not isinstance(entry, dict) or not isinstance(entry.get("folder"), str):
+        return None
+    folder = root / entry["folder"]
+    if not folder.is_dir():
+        return None
+    m = KOHYA_DIR.match(folder.name)
+    repeats = int(m["repeats"]) if m else int(entry.get("repeats") or 1)
+    tokens = m["tokens"].strip() if m else str(entry.get("class") or "")
+    return RegPlan(folder, len(list_images(folder)), repeats, tokens)
+
+
+def _scan_train(cfg: DatasetSection, folder: Path | None = None) -> DatasetPlan:
     ext = cfg.caption_extension
     if cfg.concepts:
         concepts = []
@@ -168,7 +290,9 @@ def scan_dataset(cfg: DatasetSection, folder: Path | None = None) -> DatasetPlan
         if any(c.repeats == 0 for c in concepts):
             zero = next(c.folder.name for c in concepts if c.repeats == 0)
             raise DatasetError(f"{root / zero}: repeats 0 in the folder name", fix="rename it to 1_... or more")
-        others = [d.name for d, m in kohya if not m]
+        reg = prepared_regularization(root)
+        reg_top = reg.folder.relative_to(root).parts[0] if reg is not None else None
+        others = [d.name for d, m in kohya if not m and d.name != reg_top]
         warnings = (
             (f"sub-folders not in the N_trigger class form are ignored by sd-scripts: {', '.join(others)}",)
             if others
@@ -210,4 +334,4 @@ def _finish(plan: DatasetPlan) -> DatasetPlan:
                 f"{c.folder}: {missing} of {c.images} images have no {plan.caption_extension} caption "
                 f"(sd-scripts uses the class tokens '{c.class_tokens}' for them)"
             )
-    return DatasetPlan(plan.root, plan.layout, plan.concepts, plan.caption_extension, tuple(warnings))
+    return replace(plan, warnings=tuple(warnings))

@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from lorakit.dataset import layout
@@ -47,7 +47,7 @@ from lorakit.dataset.manifest import (
     write_manifest,
 )
 from lorakit.dataset.pool import run_jobs
-from lorakit.dataset.sources import ConceptSource, Discovery, SourceImage, check_source_dir, discover
+from lorakit.dataset.sources import ConceptSource, Discovery, SourceImage, check_source_dir, check_token, discover
 from lorakit.errors import DatasetError
 from lorakit.fs import atomic_write, link_or_copy
 
@@ -75,6 +75,9 @@ class PrepareOptions:
     near_dup_distance: int = DEFAULT_NEAR_DISTANCE
     jobs: int | None = None
     fast_jpeg: bool = True
+    reg: Path | None = None  # regularization images (class images), prepared like the training images
+    reg_repeats: int | None = None  # default: balanced so every reg image is used (plan.balanced_reg_repeats)
+    reg_class: str | None = None  # class tokens of the reg subset (default: class_word)
 
 
 @dataclass
@@ -87,6 +90,28 @@ class ConceptReport:
     repeats: int
     visits_per_epoch: int
     visits_per_image: int
+
+
+@dataclass
+class RegReport:
+    source_folder: str
+    folder: str  # relative to OUT: reg/<repeats>_<class>
+    class_word: str
+    images: int
+    repeats: int
+    samples_per_epoch: int  # as sd-scripts balances them against the train images × repeats
+    images_used: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source_folder": self.source_folder,
+            "folder": self.folder,
+            "class": self.class_word,
+            "images": self.images,
+            "repeats": self.repeats,
+            "samples_per_epoch": self.samples_per_epoch,
+            "images_used": self.images_used,
+        }
 
 
 @dataclass
@@ -105,6 +130,7 @@ class PrepareReport:
     processed: int = 0
     seconds: float = 0.0
     worker_cpu_seconds: float = 0.0  # CPU time of the per-image work, all workers together
+    regularization: RegReport | None = None
 
     def of(self, status: str) -> list[ImageRecord]:
         return [r for r in self.records if r.status == status]
@@ -115,7 +141,12 @@ class PrepareReport:
 
     @property
     def missing_captions(self) -> list[ImageRecord]:
-        return [r for r in self.records if r.status == "kept" and r.caption_source is None]
+        # regularization images without a caption are normal: sd-scripts trains them as the class word
+        return [
+            r
+            for r in self.records
+            if r.status == "kept" and r.caption_source is None and not r.concept.startswith(REG_FOLDER + "/")
+        ]
 
 
 def default_out(source: Path) -> Path:
@@ -174,10 +205,45 @@ def check_options(opts: PrepareOptions) -> tuple[Path, Path, ImageSettings]:
         )
     if opts.batch_size < 1:
         raise DatasetError(f"--batch-size {opts.batch_size} must be 1 or more", fix="pass --batch-size 1")
+    if opts.reg is not None:
+        _check_reg(opts, source, out)
     settings = ImageSettings(
         max_size=opts.max_size, fmt=opts.fmt, background=parse_background(opts.background), fast_jpeg=opts.fast_jpeg
     )
     return source, out, settings
+
+
+def _check_reg(opts: PrepareOptions, source: Path, out: Path) -> None:
+    assert opts.reg is not None
+    reg = check_source_dir(opts.reg)
+    if is_within(reg, out) or is_within(out, reg):
+        raise DatasetError(f"--reg {reg} and the output folder {out} overlap", fix="keep --reg outside OUT")
+    if is_within(reg, source) or is_within(source, reg):
+        raise DatasetError(
+            f"--reg {reg} and the training folder {source} overlap",
+            fix="keep the regularization images in their own folder, outside DIR",
+        )
+    if opts.reg_repeats is not None and opts.reg_repeats < 1:
+        raise DatasetError(f"--reg-repeats {opts.reg_repeats} must be 1 or more", fix="leave it out (balanced)")
+    if not (opts.reg_class or opts.class_word):
+        raise DatasetError(
+            "--reg needs a class word: reg images without a caption are trained as it",
+            fix="pass --class WORD (e.g. --class woman) or --reg-class WORD",
+        )
+
+
+def reg_concept(opts: PrepareOptions) -> ConceptSource:
+    """The regularization folder as one concept without trigger (its captions get the class first)."""
+    assert opts.reg is not None
+    reg = check_source_dir(opts.reg)
+    cls = check_token(opts.reg_class or opts.class_word or "", "class", "--reg-class")
+    c = discover(reg, caption_ext=opts.caption_ext, trigger="reg", class_word=cls).concepts[0]
+    images = tuple(replace(i, rel=f"{REG_PREFIX}{i.rel}") for i in c.images)
+    return replace(c, folder=REG_FOLDER, trigger=None, images=images)
+
+
+REG_FOLDER = "reg"
+REG_PREFIX = "[reg]/"  # reg images' names in the manifest (apart from the training images')
 
 
 def _staging_prefix(out: Path) -> str:
@@ -203,6 +269,7 @@ def prepare_dataset(opts: PrepareOptions, progress: ProgressFn | None = None) ->
     started = time.perf_counter()
     source, out, settings = check_options(opts)
     disc = discover(source, caption_ext=opts.caption_ext, trigger=opts.trigger, class_word=opts.class_word)
+    reg = reg_concept(opts) if opts.reg is not None else None
     survivor = _clean_leftovers(out)
     previous = out if read_manifest(out) is not None else survivor
     cache = load_cache(previous, settings.fingerprint()) if previous else {}
@@ -214,7 +281,7 @@ def prepare_dataset(opts: PrepareOptions, progress: ProgressFn | None = None) ->
     except OSError as exc:
         raise _cannot_write(out, exc) from None
     try:
-        report = _build(opts, disc, out, staging, settings, cache, progress)
+        report = _build(opts, disc, out, staging, settings, cache, progress, reg)
         _swap(staging, out)
         if survivor is not None:
             shutil.rmtree(survivor, ignore_errors=True)
@@ -276,8 +343,10 @@ def _build(
     settings: ImageSettings,
     cache: dict[str, CachedImage],
     progress: ProgressFn | None,
+    reg: ConceptSource | None = None,
 ) -> PrepareReport:
-    concepts = disc.concepts
+    n_train = len(disc.concepts)  # the regularization concept, if any, comes last
+    concepts = disc.concepts + ((reg,) if reg is not None else ())
     cdirs = [staging / f"c{i}" for i in range(len(concepts))]
     for d in cdirs:
         d.mkdir()
@@ -314,9 +383,15 @@ def _build(
             with contextlib.suppress(FileNotFoundError):
                 (cdirs[it.concept] / it.result.output).unlink()
 
-    kept_counts = [sum(1 for it in items if it.concept == ci and it.status == "kept") for ci in range(len(concepts))]
+    all_counts = [sum(1 for it in items if it.concept == ci and it.status == "kept") for ci in range(len(concepts))]
+    kept_counts = all_counts[:n_train]
     if sum(kept_counts) == 0:
-        raise DatasetError(_nothing_usable(items), fix="fix or replace the files listed, then run prepare again")
+        train_items = [it for it in items if it.concept < n_train]
+        raise DatasetError(_nothing_usable(train_items), fix="fix or replace the files listed, then run prepare again")
+    if reg is not None and all_counts[n_train] == 0:
+        raise DatasetError(
+            f"--reg {opts.reg}: no usable regularization image left", fix="add class images there, or leave --reg out"
+        )
     empty = [concepts[ci].label for ci, n in enumerate(kept_counts) if n == 0]
     if empty:
         raise DatasetError(
@@ -331,7 +406,7 @@ def _build(
     folders: list[str] = []
     subsets: list[layout.Subset] = []
     concept_reports: list[ConceptReport] = []
-    for ci, c in enumerate(concepts):
+    for ci, c in enumerate(concepts[:n_train]):
         assert c.trigger is not None
         reps = schedule.repeats[ci]
         folder = layout.folder_name(reps, c.trigger, c.class_word)
@@ -352,20 +427,29 @@ def _build(
             )
         )
 
+    reg_report: RegReport | None = None
+    reg_subset: layout.RegSubset | None = None
+    if reg is not None:
+        reg_report, reg_subset = _place_reg(opts, reg, all_counts[n_train], schedule.images_x_repeats, staging, out)
+        os.rename(cdirs[n_train], staging / reg_report.folder)
+        folders.append(reg_report.folder)
+        schedule = replace(schedule, reg_samples=reg_report.samples_per_epoch)
+
     records: list[ImageRecord] = []
     captions: list[tuple[str, Caption]] = []
     for it in items:
         c = concepts[it.concept]
         rec = _record(it, folders[it.concept])
         if it.status == "kept":
-            cap = _caption(it.src, c, opts.caption_missing, rec)
+            missing = opts.caption_missing if it.concept < n_train else "skip"  # reg: sd-scripts uses the class
+            cap = _caption(it.src, c, missing, rec)
             if cap is not None:
                 assert it.result is not None and it.result.output is not None
                 name = Path(it.result.output).stem + layout.CAPTION_EXTENSION
                 atomic_write(staging / folders[it.concept] / name, cap.text + "\n", durable=False)
                 rec.caption = f"{folders[it.concept]}/{name}"
                 rec.caption_actions = list(cap.actions)
-                if it.src.caption is not None:
+                if it.src.caption is not None and it.concept < n_train:
                     captions.append((it.src.rel, cap))
         records.append(rec)
 
@@ -373,10 +457,15 @@ def _build(
     for c in concepts:
         trigger_words |= {w for w in (c.trigger, c.class_word) if w}
     tags = tag_stats(captions, trigger_words)
-    toml = layout.dataset_toml(subsets, resolution=opts.resolution, batch_size=opts.batch_size)
+    toml = layout.dataset_toml(subsets, resolution=opts.resolution, batch_size=opts.batch_size, reg=reg_subset)
     atomic_write(staging / "dataset.toml", toml, durable=False)
 
     notes = list(disc.notes)
+    if reg_report is not None and reg_report.images_used < reg_report.images:
+        notes.append(
+            f"sd-scripts uses only {reg_report.images_used} of {reg_report.images} regularization images "
+            f"(--reg-repeats {reg_report.repeats} × images exceed the train images×repeats)"
+        )
     if disc.multi and opts.batch_size > 1:
         notes.append("multi-concept datasets usually train at batch size 1 (field notes)")
     orphans = [o for c in concepts for o in c.orphan_captions]
@@ -385,14 +474,31 @@ def _build(
         disc.source, out, disc.multi, concept_reports, schedule, records, orphans, ignored, tags, notes,
         reused=sum(1 for it in items if it.reused), processed=len(todo) + len(late),
         worker_cpu_seconds=sum(it.result.cpu_seconds for it in items if it.result and not it.reused),
+        regularization=reg_report,
     )  # fmt: skip
     write_manifest(staging, manifest_payload(report, opts, settings))
     return report
 
 
-def _renamed(r: ImageResult, name: str) -> ImageResult:
-    from dataclasses import replace
+def _place_reg(
+    opts: PrepareOptions, reg: ConceptSource, images: int, train_samples: int, staging: Path, out: Path
+) -> tuple[RegReport, layout.RegSubset]:
+    """Repeats and folder of the regularization images (OUT/reg/<repeats>_<class>/)."""
+    from lorakit.dataset.plan import balanced_reg_repeats, reg_images_used, reg_samples_per_epoch
 
+    assert reg.class_word is not None
+    reps = opts.reg_repeats or balanced_reg_repeats(train_samples, images)
+    folder = f"{REG_FOLDER}/{reps}_{reg.class_word}"
+    (staging / REG_FOLDER).mkdir()
+    assert opts.reg is not None
+    report = RegReport(
+        str(opts.reg), folder, reg.class_word, images, reps,
+        reg_samples_per_epoch(train_samples, images, reps), reg_images_used(train_samples, images, reps),
+    )  # fmt: skip
+    return report, layout.RegSubset(out / folder, reps, reg.class_word)
+
+
+def _renamed(r: ImageResult, name: str) -> ImageResult:
     return replace(r, output=name)
 
 
@@ -539,6 +645,7 @@ def manifest_payload(report: PrepareReport, opts: PrepareOptions, settings: Imag
             for c in report.concepts
         ],
         "schedule": s.as_dict(),
+        "regularization": report.regularization.as_dict() if report.regularization else None,
         "summary": {
             "images_found": len(report.records),
             "kept": len(report.of("kept")),

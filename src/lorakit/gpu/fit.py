@@ -157,7 +157,8 @@ def run_facts(spec: TrainSpec, dataset: DatasetPlan | None = None) -> RunFacts:
         warmup_steps=o.warmup_steps,
         epochs=t.epochs,
         max_steps=t.max_steps,
-        visits_per_epoch=dataset.visits_per_epoch if dataset is not None else None,
+        # what one epoch feeds the model: regularization samples count like train samples
+        visits_per_epoch=dataset.samples_per_epoch if dataset is not None else None,
         concepts=len([c for c in dataset.concepts if c.images]) if dataset is not None else None,
         shuffle_caption=t.shuffle_caption,
         n_gpus=len(t.gpus or [0]),

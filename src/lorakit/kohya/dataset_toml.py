@@ -55,4 +55,20 @@ def dataset_toml(spec: TrainSpec, plan: DatasetPlan) -> str:
             "keep_tokens": c.keep_tokens if c.keep_tokens and c.keep_tokens > t.keep_tokens else None,
         }
         lines += ["  [[datasets.subsets]]", *_table(subset, "  "), ""]
+    lines += reg_subset_lines(plan)
     return "\n".join(lines)
+
+
+def reg_subset_lines(plan: DatasetPlan) -> list[str]:
+    """The regularization subset (sd-scripts config_util: a DreamBooth subset with ``is_reg = true``;
+    its images without a caption get ``class_tokens``); [] without regularization images."""
+    r = plan.regularization
+    if r is None or r.images == 0:
+        return []
+    subset = {
+        "image_dir": str(r.folder.resolve()),
+        "is_reg": True,
+        "num_repeats": r.repeats,
+        "class_tokens": r.class_tokens or None,
+    }
+    return ["  [[datasets.subsets]]", *_table(subset, "  "), ""]

@@ -57,4 +57,6 @@ def gpus_override(gpus: list[int] | None) -> list[str]:
 
 def multigpu_steps(steps: StepsMath, n_gpus: int) -> StepsMath:
     """The steps math of ``steps`` (a single-GPU plan) trained on ``n_gpus`` GPUs."""
-    return StepsMath.compute(steps.images_x_repeats, steps.batch_size, steps.epochs, steps.max_steps, n_gpus)
+    return StepsMath.compute(
+        steps.images_x_repeats, steps.batch_size, steps.epochs, steps.max_steps, n_gpus, steps.reg_samples
+    )
