@@ -13,10 +13,12 @@ PLAT="--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --
  --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
  --platform manylinux2014_x86_64 --platform manylinux1_x86_64"
 mkdir -p .whl .whl-bnb .whl-lk .gpuassets .git/info
-for p in /.whl/ /.whl-bnb/ /.whl-lk/ /.gpuassets/ /.comfyui/ /.smoke/; do grep -qxF "$p" .git/info/exclude 2>/dev/null || echo "$p" >>.git/info/exclude; done
+for p in /.whl/ /.whl-bnb/ /.whl-lk/ /.whl-x/ /.gpuassets/ /.comfyui/ /.smoke/; do grep -qxF "$p" .git/info/exclude 2>/dev/null || echo "$p" >>.git/info/exclude; done
 python3 -m pip download -q $PLAT -d .whl -r scripts/gpu/wheels.txt
 python3 -m pip download -q $PLAT -d .whl-bnb bitsandbytes==0.50.2
 python3 -m pip download -q $PLAT -d .whl-lk -r scripts/gpu/wheels-lk.txt  # lorakit's own (+ serve extra)
+# the smoke's extra part only (carried in that call alone: the 64 MiB limit): dataset caption's runtime
+python3 -m pip download -q $PLAT -d .whl-x onnxruntime==1.20.1
 tmp=$(mktemp -d)
 python3 -m pip download -q $PLAT -d "$tmp" open_clip_torch==3.3.0
 python3 - "$tmp" <<'PY'

@@ -53,6 +53,10 @@ cd "$ROOT" || exit 2
 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 3
 [ -d .gpuassets/bnb/bitsandbytes ] && cp -r .gpuassets/bnb/. "$SITE/"
 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$LKDEPS" .whl-lk/*.whl || exit 3
+# the extra part's own wheels (onnxruntime for dataset caption), carried only in that call
+if [ -d .whl-x ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$LKDEPS" .whl-x/*.whl || exit 3
+fi
 note "wheels installed"
 
 # 2. lorakit's wheel, built from the tree under test, installed on its own (no repository path)
