@@ -25,7 +25,8 @@ if [ "$MODE" = prepare ]; then
   rm -rf .smoke && mkdir -p .smoke/tree
   # what the device needs of the tree: the package to build (src, pyproject, README), the examples
   # and the smoke scripts; tests/ and docs/ stay here (the 64 MiB a device call carries is shared)
-  git archive HEAD -- src pyproject.toml README.md examples configs scripts .gitignore | tar -x -C .smoke/tree
+  git archive HEAD -- src pyproject.toml README.md examples configs scripts .gitignore \
+    tests/fixtures/wd14-synth tests/fixtures/kohya_gui | tar -x -C .smoke/tree  # + the smoke steps' fixtures
   printf '{"commit": "%s", "src_tree": "%s", "prepared": "%s", "dirty_src": %s}\n' \
     "$(git rev-parse HEAD)" "$(git rev-parse HEAD:src)" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     "$(git diff --quiet HEAD -- src && echo false || echo true)" >.smoke/ids
