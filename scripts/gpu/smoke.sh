@@ -116,4 +116,6 @@ for s in steps:
     print(("PASS " if s["pass"] else "FAIL ") + s["step"])
 EOF
 tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs && rm -rf "$OUT/logs"
+# recorded answers (smoke_i18.py): one archive, the device returns a limited number of files
+[ -d "$OUT/comfyui" ] && tar -C "$OUT" -czf "$OUT/comfyui.tar.gz" comfyui && rm -rf "$OUT/comfyui"
 exit $rc
