@@ -103,3 +103,28 @@ def test_start_from_a_lora(tmp_path: Path) -> None:
         yaml.safe_dump({"extends": "sdxl-adafactor", "network": {"weights": str(tmp_path / "gone.safetensors")}})
     )
     assert any("gone.safetensors does not exist" in w for w in plan(cfg, dataset(tmp_path), tmp_path / "run").warnings)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (issue 15, found by the GPU smoke 2026-12-02): sd-scripts 48d368fa refuses any "
+    "warmup with a custom --lr_scheduler_type (library/train_util.py wrap_check_needless_num_warmup_steps: "
+    "'cosine_with_restarts does not require num_warmup_steps'); lorakit launches it and the trainer "
+    "crashes instead of a ConfigError before launch",
+)
+def test_custom_scheduler_type_with_warmup_is_refused_before_launch(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "extends": "sdxl-adafactor",
+                "optimizer": {
+                    "scheduler_type": "CosineAnnealingLR",
+                    "scheduler_args": {"T_max": 100},
+                    "warmup_ratio": 0.25,
+                },
+            }
+        )
+    )
+    with pytest.raises(ConfigError, match="warmup"):
+        plan(cfg, dataset(tmp_path), tmp_path / "run")
