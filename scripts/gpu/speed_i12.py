@@ -399,6 +399,14 @@ def plan() -> list[Run]:
         run = Run(tag, "ceiling", overrides, 12, est, ips)
         run.shape = (data.get("estimate") or {}).get("config")
         runs.append(run)
+    # LK12_ONLY=tag,tag,...: a follow-up call benches just those (e.g. the ceiling runs a deadline
+    # cut, and the whole-card choice after the model was refit on the first call's rows)
+    only = [t for t in os.environ.get("LK12_ONLY", "").split(",") if t]
+    if only:
+        for r in runs:
+            if r.tag not in only:
+                RESULT["skipped"].append({"tag": r.tag, "why": "not in LK12_ONLY"})
+        runs = [r for r in runs if r.tag in only]
     from concurrent.futures import ThreadPoolExecutor
 
     def shape_of(r: Run) -> None:
