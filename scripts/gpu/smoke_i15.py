@@ -1,7 +1,8 @@
 """Issue 15 smoke: two of the kohya_ss GUI's own SDXL presets, imported with `lorakit import`, train
 4 steps on the synthetic SDXL model through the real sd-scripts. It checks what CPU tests cannot: that
 sd-scripts accepts the keys added for the GUI presets (--lr_scheduler_type/--lr_scheduler_args,
---max_token_length 225, bucket_no_upscale in the dataset TOML, --lr_warmup_steps as a ratio,
+--max_token_length 225, bucket_no_upscale in the dataset TOML, --lr_warmup_steps as a ratio (with
+constant_with_warmup: sd-scripts takes no warmup with a custom scheduler class, constant or adafactor),
 --adaptive_noise_scale, --min/--max_timestep, multires noise, --caption_dropout_rate) and trains.
 
 Overrides: attention sdpa (no xformers wheel on the GPU machine), batch 1, AdamW8bit instead of the
@@ -47,6 +48,25 @@ def _import_and_train(tag: str, preset: str, sets: list[str], expect: list[str])
     )
 
 
+def step_warmup_refused() -> None:
+    """sd-scripts refuses a warmup with a custom scheduler class at start; lorakit must refuse it before."""
+    out = S.WORK / "i15-warmup.yaml"
+    S.lk("i15-import-warmup", "import", str(FIXTURES / "SDXL - LoRA kudou-reira prodigy v4.0.json"), "-o", str(out),
+         "--lenient", "--force")  # fmt: skip
+    tr = S.lk(
+        "i15-train-warmup",
+        "train", "--config", str(out), "--data", str(S.DATA), *S.sdxl_sets(),
+        "--set", "optimizer.warmup_ratio=0.25", "--set", f"output.folder={RUNS / 'warmup'}", "--quiet",
+        timeout=60,
+    )  # fmt: skip
+    said = tr.stdout + tr.stderr
+    S.row(
+        "i15 warmup with a custom scheduler class: refused before launch (exit 2, names optimizer.warmup_ratio)",
+        tr.returncode == 2 and "optimizer.warmup_ratio" in said and S.no_traceback(tr),
+        rc=tr.returncode,
+    )
+
+
 def step_prodigy_v4() -> None:
     _import_and_train(
         "kudou-reira-prodigy-v4",
@@ -58,15 +78,12 @@ def step_prodigy_v4() -> None:
             "optimizer.lr=1e-4",
             "--set",
             "~optimizer.args",
-            "--set",
-            "optimizer.warmup_ratio=0.25",
         ],
         [
             "--lr_scheduler_type=CosineAnnealingLR",
             "T_max=30",
             "--max_token_length=225",
             "bucket_no_upscale = true",
-            "--lr_warmup_steps=0.25",
             "--noise_offset=0.0357",
         ],
     )
@@ -83,6 +100,10 @@ def step_ai_now_adamw() -> None:
             "training.multires_noise_discount=0.3",
             "--set",
             "training.caption_dropout_rate=0.05",
+            "--set",
+            "optimizer.scheduler=constant_with_warmup",
+            "--set",
+            "optimizer.warmup_ratio=0.25",
         ],
         [
             "--adaptive_noise_scale=0.00375",
@@ -90,11 +111,13 @@ def step_ai_now_adamw() -> None:
             "--max_timestep=900",
             "--multires_noise_iterations=6",
             "--caption_dropout_rate=0.05",
+            "--lr_warmup_steps=0.25",
         ],
     )
 
 
 STEPS: list[tuple[str, Callable[[], None]]] = [
+    ("i15 warmup refused before launch", step_warmup_refused),
     ("i15 GUI preset kudou-reira prodigy v4.0", step_prodigy_v4),
 ]
 if os.environ.get("LK_SMOKE_I15_BOTH"):  # the second preset: ~100 s more of device time

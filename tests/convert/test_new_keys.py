@@ -47,11 +47,10 @@ def test_defaults_add_nothing(tmp_path: Path) -> None:
 
 def test_warmup_ratio(tmp_path: Path) -> None:
     cfg = tmp_path / "w.yaml"
-    cfg.write_text(yaml.safe_dump({"extends": "sdxl-adafactor", "optimizer": {"warmup_ratio": 0.05}}))
+    warm = {"warmup_ratio": 0.05, "scheduler": "constant_with_warmup"}
+    cfg.write_text(yaml.safe_dump({"extends": "sdxl-adafactor", "optimizer": warm}))
     assert "--lr_warmup_steps=0.05" in plan(cfg, dataset(tmp_path), tmp_path / "run").plan.argv
-    cfg.write_text(
-        yaml.safe_dump({"extends": "sdxl-adafactor", "optimizer": {"warmup_ratio": 0.05, "warmup_steps": 10}})
-    )
+    cfg.write_text(yaml.safe_dump({"extends": "sdxl-adafactor", "optimizer": {**warm, "warmup_steps": 10}}))
     with pytest.raises(ConfigError, match="either warmup_steps or warmup_ratio"):
         plan(cfg, dataset(tmp_path), tmp_path / "run")
 
@@ -105,13 +104,6 @@ def test_start_from_a_lora(tmp_path: Path) -> None:
     assert any("gone.safetensors does not exist" in w for w in plan(cfg, dataset(tmp_path), tmp_path / "run").warnings)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (issue 15, found by the GPU smoke 2026-12-02): sd-scripts 48d368fa refuses any "
-    "warmup with a custom --lr_scheduler_type (library/train_util.py wrap_check_needless_num_warmup_steps: "
-    "'cosine_with_restarts does not require num_warmup_steps'); lorakit launches it and the trainer "
-    "crashes instead of a ConfigError before launch",
-)
 def test_custom_scheduler_type_with_warmup_is_refused_before_launch(tmp_path: Path) -> None:
     cfg = tmp_path / "s.yaml"
     cfg.write_text(
@@ -128,3 +120,28 @@ def test_custom_scheduler_type_with_warmup_is_refused_before_launch(tmp_path: Pa
     )
     with pytest.raises(ConfigError, match="warmup"):
         plan(cfg, dataset(tmp_path), tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "fix"),
+    [
+        ({"scheduler": "constant", "warmup_steps": 10}, "constant_with_warmup"),
+        ({"scheduler": "adafactor", "warmup_ratio": 0.1}, "cosine"),
+        (
+            {"scheduler": "cosine", "scheduler_type": "CosineAnnealingLR", "warmup_steps": 5},
+            "drop optimizer.scheduler_type",
+        ),
+    ],
+)
+def test_schedulers_sd_scripts_runs_without_warmup_refuse_one(
+    tmp_path: Path, optimizer: dict[str, object], fix: str
+) -> None:
+    """sd-scripts 48d368fa library/train_util.py (get_scheduler_fix, wrap_check_needless_num_warmup_steps)."""
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(yaml.safe_dump({"extends": "sdxl-adafactor", "optimizer": optimizer}))
+    with pytest.raises(ConfigError, match="warmup") as e:
+        plan(cfg, dataset(tmp_path), tmp_path / "run")
+    assert fix in str(e.value)
+    optimizer = {k: v for k, v in optimizer.items() if not k.startswith("warmup")}
+    cfg.write_text(yaml.safe_dump({"extends": "sdxl-adafactor", "optimizer": optimizer}))
+    assert not any("lr_warmup" in a for a in plan(cfg, dataset(tmp_path), tmp_path / "run").plan.argv)

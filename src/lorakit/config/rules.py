@@ -160,6 +160,29 @@ def check_one_warmup(s: TrainSpec) -> list[Problem]:
     return []
 
 
+def check_warmup_needs_a_warmup_scheduler(s: TrainSpec) -> list[Problem]:
+    """sd-scripts 48d368fa (library/train_util.py get_scheduler_fix) raises "<name> does not require
+    `num_warmup_steps`" for any non-zero warmup with a custom lr_scheduler_type, `constant` or `adafactor`."""
+    o = s.optimizer
+    if not o.warmup_steps and o.warmup_ratio is None:
+        return []
+    key = "optimizer.warmup_steps" if o.warmup_steps else "optimizer.warmup_ratio"
+    if o.scheduler_type is not None:
+        return _err(
+            key,
+            f"sd-scripts takes no warmup with a custom scheduler_type ({o.scheduler_type}): it stops at start",
+            f"remove {key}, or drop optimizer.scheduler_type and use e.g. scheduler: cosine",
+        )
+    if o.scheduler in ("constant", "adafactor"):
+        better = "constant_with_warmup" if o.scheduler == "constant" else "cosine (or no warmup)"
+        return _err(
+            key,
+            f"sd-scripts takes no warmup with scheduler {o.scheduler}: it stops at start",
+            f"remove {key}, or set optimizer.scheduler: {better}",
+        )
+    return []
+
+
 def check_dim_from_weights(s: TrainSpec) -> list[Problem]:
     if s.network.dim_from_weights and s.network.weights is None:
         return _err(
@@ -235,6 +258,7 @@ RULES: tuple[Rule, ...] = (
     check_adaptive_noise_needs_offset,
     check_timestep_range,
     check_one_warmup,
+    check_warmup_needs_a_warmup_scheduler,
     check_dim_from_weights,
     hint_adaptive_optimizer,
     hint_lycoris_package,
