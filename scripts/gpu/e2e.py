@@ -76,7 +76,7 @@ def only_run(runs: Path) -> Path | None:
 
 
 def verify_lora(family: str, module: str, ckpt: Path, lora: Path, log: Path) -> dict[str, Any]:
-    """Load the LoRA with sd-scripts' own network loader (networks.lora / lora_sd3) or
+    """Load the LoRA with sd-scripts' own network loader (networks.lora / lora_sd3 / lora_flux) or
     LyCORIS's, onto the base model's modules; every key of the file must load."""
     code = r"""
 import json, sys
@@ -92,6 +92,12 @@ if family == "sdxl":
     else:
         from networks import lora as L
     net, w = L.create_network_from_weights(1.0, lora, vae, [te1, te2], unet, weights_sd=sd, for_inference=True)
+elif family.startswith("flux"):
+    import torch
+    from library import flux_utils
+    from networks import lora_flux as L
+    _, flux = flux_utils.load_flow_model(ckpt, torch.bfloat16, "cpu")
+    net, w = L.create_network_from_weights(1.0, lora, None, [], flux, weights_sd=sd, for_inference=True)
 else:
     from library import sd3_utils
     from networks import lora_sd3 as L

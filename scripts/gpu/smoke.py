@@ -12,8 +12,9 @@ Steps (in this order; a step past LK_SMOKE_DEADLINE seconds is recorded as not r
   (exit 130) · resume → exactly 40 steps, checkpoints 10/20/30/40 each written once (hash taken
   when each file appears, compared at the end), report · the LoRA through sd-scripts' own
   network loader · kill -9 of `lorakit train`: no trainer survives, the GPU's memory comes back,
-  the run is called lost · bench comic-style · train style-locon and sd35-large a few steps
-  (peak vs estimate).
+  the run is called lost · bench comic-style · train style-locon, flux-dev (a 2+4-block synthetic
+  Flux, smoke_i14.py; its LoRA through networks.lora_flux) and sd35-large a few steps (peak vs
+  estimate).
 """
 
 from __future__ import annotations
@@ -604,6 +605,9 @@ def main() -> int:
     note(f"lorakit at {shutil.which('lorakit')} (part {PART})")
     if PART == "extra":
         return main_extra()
+    import smoke_i14  # Flux (issue 14): a reduced-depth set, built from the start, trained beside
+
+    smoke_i14.start_small()
     for name, fn in (
         ("doctor", step_doctor),
         ("synth-model sdxl", step_synth),
@@ -614,10 +618,12 @@ def main() -> int:
         guarded(name, fn)
     # a second user's short trainings (own lorakit home, own lock) beside the resume/kill steps;
     # their peaks are per process tree, so the neighbours do not change them
-    side = threading.Thread(
-        target=lambda: [guarded(n, f) for n, f in (("train style-locon", step_locon), ("train sd35-large", step_sd35))],
-        daemon=True,
+    side_steps = (
+        ("train style-locon", step_locon),
+        ("train flux-dev (2+4 blocks)", smoke_i14.step_small),
+        ("train sd35-large", step_sd35),
     )
+    side = threading.Thread(target=lambda: [guarded(n, f) for n, f in side_steps], daemon=True)
     side.start()
     loader: threading.Thread | None = None
     for name, fn in (

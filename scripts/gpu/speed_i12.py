@@ -56,6 +56,7 @@ DEADLINE = float(os.environ.get("LK12_DEADLINE", "360"))
 HARD = float(os.environ.get("LK12_HARD", "450"))
 PROCS = int(os.environ.get("LK12_PROCS", "3"))
 FAKE = os.environ.get("LK12_FAKE") == "1"
+PRESET = "comic-style"  # flux_i14.py (which reuses this scheduler) sets "flux-dev"
 ALLOWANCE_GIB = 10.0  # GPU memory of a run that is loading or paused before its first step
 STAGGER_S = 6.0
 BUDGETS = (("whole card", None), ("80 GB", "80GB"), ("48 GB", "48GB"), ("24 GB", "24GB"), ("16 GB", "16GB"), ("12 GB", "12GB"))  # fmt: skip
@@ -116,7 +117,7 @@ def scalar(v: Any) -> str:
 # -- 1. choices and estimates --------------------------------------------------------------------
 def vram_check(name: str, overrides: list[str], *extra: str) -> dict[str, Any]:
     card = ["--card", "H200"] if FAKE else []
-    p = lk(name, "vram-check", "--preset", "comic-style", "--data", str(DATA), *model_sets(), *as_sets(overrides),
+    p = lk(name, "vram-check", "--preset", PRESET, "--data", str(DATA), *model_sets(), *as_sets(overrides),
            *card, *extra, "--json")  # fmt: skip
     try:
         return dict(json.loads(p.stdout))
@@ -229,7 +230,7 @@ def signal_trainer(run: Run, sig: int) -> None:
 def launch(run: Run) -> None:
     out = OUT / "runs"
     out.mkdir(exist_ok=True)
-    argv = ["lorakit", "bench", "--preset", "comic-style", "--data", str(DATA), *model_sets(),
+    argv = ["lorakit", "bench", "--preset", PRESET, "--data", str(DATA), *model_sets(),
             *as_sets([*run.overrides, f"output.folder={run.runs_dir()}"]),
             "--steps", str(run.steps), "--quiet", "--json", "--out", str(out / f"{run.tag}.json")]  # fmt: skip
     log = open(LOGS / f"bench_{run.tag}.log", "w", encoding="utf-8")  # noqa: SIM115
