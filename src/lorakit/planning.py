@@ -78,11 +78,11 @@ def settle_length(loaded: LoadedSpec) -> list[str]:
 def model_file_problems(spec: TrainSpec, strict: bool) -> list[Problem]:
     """Model files: missing paths are errors for a real run, warnings for a dry run."""
     level: Literal["error", "warning"] = "error" if strict else "warning"
-    keys = ["checkpoint", *(["clip_l", "clip_g", "t5xxl"] if spec.is_sd3 else []), "vae"]
     out: list[Problem] = []
-    for key in keys:
+    for f in spec.family.model_files:
+        key = f.key
         value = getattr(spec.model, key)
-        if value is None and key != "vae":
+        if value is None and f.required:
             if key == "checkpoint" or strict:
                 out.append(
                     Problem(

@@ -28,7 +28,7 @@ def _write_back(spec_file: Path, fmt: str, tmp_path: Path) -> Path:
     else:
         out = tmp_path / "exported.toml"
         out.write_text(render_toml(sdscripts_args(spec)[0], ["test"]))
-    result = import_config(out, spec.model.family if spec.is_sd3 else None)
+    result = import_config(out, spec.model.family if spec.family.script == "sd3_train_network.py" else None)
     assert [r for r in result.rows if r.status in ("unsupported", "unknown")] == []
     back = tmp_path / "back.yaml"
     back.write_text(to_yaml(result, out))

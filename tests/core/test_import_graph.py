@@ -12,10 +12,11 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "lorakit"
 
-NEUTRAL = {"errors", "fs", "fmt", "proc", "events", "rate", "toml_out", "synth"}
+NEUTRAL = {"errors", "fs", "fmt", "proc", "events", "rate", "toml_out"}
 LAYERS: list[set[str]] = [
     NEUTRAL,
-    {"config"},
+    {"families"},  # the model-family registry: stdlib + neutral; config, synth and every room above ask it
+    {"config", "synth"},
     {"dataset"},
     {"caption"},
     {"gpu"},

@@ -7,8 +7,12 @@ import sys
 
 import pytest
 
-from lorakit.gpu.arch import SD35_LARGE, SD35_MEDIUM, SDXL
+from lorakit import families
 from lorakit.gpu.estimate import GIB, TrainShape, estimate, network_params
+
+SDXL = families.get("sdxl").arch
+SD35_MEDIUM = families.get("sd3.5-medium").arch
+SD35_LARGE = families.get("sd3.5-large").arch
 
 SDXL_1024 = TrainShape(family="sdxl", dim=128, cache_text_encoder_outputs=True, unet_only=True)
 

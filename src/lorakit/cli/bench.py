@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from lorakit import families
 from lorakit.cli._console import console, err_console
 from lorakit.cli.options import ConfigOpt, DataOpt, JsonOpt, PresetOpt, SdScriptsOpt, SetOpt
 from lorakit.fs import atomic_write
@@ -259,7 +260,7 @@ def synth_failure(family: str, python: str, returncode: int, stderr: str) -> Env
 
 
 def synth_model(
-    family: str = typer.Argument(..., help="sdxl, sd3.5-medium or sd3.5-large."),
+    family: str = typer.Argument(..., help=f"{families.names_text()}."),
     out: Path = typer.Argument(..., help="Folder to write into.", file_okay=False),
     sd_scripts: Path | None = SdScriptsOpt,
     seed: int = typer.Option(0, "--seed", help="Random seed of the weights."),
@@ -273,9 +274,8 @@ def synth_model(
     from lorakit.kohya.install import require_trainer
     from lorakit.proc import child_env
 
-    families = ("sdxl", "sd3.5-medium", "sd3.5-large")
-    if family not in families:
-        raise ConfigError([f"synth-model: unknown family `{family}`; one of {', '.join(families)}"])
+    if family not in families.NAMES:
+        raise ConfigError([f"synth-model: unknown family `{family}`; one of {', '.join(families.NAMES)}"])
     trainer = require_trainer(sd_scripts)
     argv = [trainer.python, "-m", "lorakit.synth.build", family, str(out), "--sd-scripts", str(trainer.sd_scripts)]
     argv += ["--seed", str(seed)] + (["--device", device] if device else []) + (["--bpe", str(bpe)] if bpe else [])

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from lorakit import families
 from lorakit.cli._console import console, err_console
 
 if TYPE_CHECKING:
@@ -84,7 +85,9 @@ def import_cmd(
         False, "--lenient", help="Write the config even when some values cannot be carried over."
     ),
     family: str | None = typer.Option(
-        None, "--family", help="sd3.5-medium or sd3.5-large, for an SD 3 file that does not say which."
+        None,
+        "--family",
+        help=f"One of {families.names_text()}, for a file that does not say which (SD 3: medium or large).",
     ),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the report and the config as JSON."),
@@ -94,10 +97,8 @@ def import_cmd(
     from lorakit.errors import ConfigError
     from lorakit.run.folder import atomic_write_text
 
-    if family is not None and family not in ("sd3.5-medium", "sd3.5-large", "sdxl"):
-        raise ConfigError(
-            [f"--family {family}: not a family lorakit trains"], fix="use sdxl, sd3.5-medium or sd3.5-large"
-        )
+    if family is not None and family not in families.NAMES:
+        raise ConfigError([f"--family {family}: not a family lorakit trains"], fix=f"use {families.names_text()}")
     result = import_config(file, family)
     blocking = [r for r in result.rows if r.status in BLOCKING]
     target = out if out is not None else Path(f"{_stem(file)}.yaml")

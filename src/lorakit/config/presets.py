@@ -9,6 +9,7 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+from lorakit import families
 from lorakit.errors import ConfigError
 
 _PACKAGED = Path(__file__).resolve().parent.parent / "presets"  # inside the wheel
@@ -65,5 +66,5 @@ def preset_info(name: str) -> PresetInfo:
         description=str(data.get("description", "")),
         source=str(data.get("source", "")),
         extends=parent if isinstance(parent, str) else None,
-        family=family or "sdxl",
+        family=family or families.DEFAULT,
     )

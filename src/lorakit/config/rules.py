@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from lorakit import families
 from lorakit.config.schema import ADAPTIVE_OPTIMIZERS, LYCORIS_KINDS, TrainSpec
 
 
@@ -57,28 +58,28 @@ def check_te_cache_forbids_shuffle(s: TrainSpec) -> list[Problem]:
     return []
 
 
-def check_sdxl_fp16_vae(s: TrainSpec) -> list[Problem]:
+def check_fp16_vae(s: TrainSpec) -> list[Problem]:
     t = s.training
-    if s.model.family == "sdxl" and t.precision == "fp16" and not t.no_half_vae:
+    if s.family.fp16_vae_nan and t.precision == "fp16" and not t.no_half_vae:
         return _err(
             "training.no_half_vae",
-            "the SDXL VAE overflows in fp16 (black or NaN latents)",
+            f"the {s.family.line} VAE overflows in fp16 (black or NaN latents)",
             "set training.no_half_vae: true, or use training.precision: bf16",
         )
     return []
 
 
-def check_sd3_encoders(s: TrainSpec) -> list[Problem]:
-    m = s.model
-    if not s.is_sd3:
-        return []
-    given = {name: getattr(m, name) for name in ("clip_l", "clip_g", "t5xxl")}
-    missing = [name for name, value in given.items() if value is None]
-    if missing and (m.checkpoint is not None or len(missing) < 3):
+def check_companion_files(s: TrainSpec) -> list[Problem]:
+    """The family's required files besides the checkpoint (text encoders, an autoencoder): all or,
+    before a checkpoint is set either, none."""
+    m, fam = s.model, s.family
+    keys = [f.key for f in fam.companions]
+    missing = [key for key in keys if getattr(m, key) is None]
+    if missing and (m.checkpoint is not None or len(missing) < len(keys)):
         return _err(
             f"model.{missing[0]}",
-            f"SD 3.5 needs all three text encoders; missing: {', '.join('model.' + n for n in missing)}",
-            "set model.clip_l, model.clip_g and model.t5xxl to the encoder .safetensors files",
+            f"{fam.companions_problem}; missing: {', '.join('model.' + n for n in missing)}",
+            fam.companions_fix,
         )
     return []
 
@@ -115,11 +116,39 @@ def check_full_bf16_precision(s: TrainSpec) -> list[Problem]:
 
 
 def check_blocks_to_swap_family(s: TrainSpec) -> list[Problem]:
-    if s.training.blocks_to_swap and not s.is_sd3:
+    n, fam = s.training.blocks_to_swap, s.family
+    if n and fam.swap is None:
+        lines = ", ".join(dict.fromkeys(f.line for f in families.with_swap()))
         return _err(
             "training.blocks_to_swap",
-            "block swapping is only available for SD 3.5 in sd-scripts",
-            "remove training.blocks_to_swap; for SDXL use gradient_checkpointing or fp8_base",
+            f"block swapping is only available for {lines} in sd-scripts",
+            f"remove training.blocks_to_swap; for {fam.line} use gradient_checkpointing or fp8_base",
+        )
+    if n and fam.swap is not None and n > fam.swap.max_blocks:
+        return _err(
+            "training.blocks_to_swap",
+            f"sd-scripts swaps at most {fam.swap.max_blocks} blocks of {fam.name} (asked: {n})",
+            f"set training.blocks_to_swap to {fam.swap.max_blocks} or less",
+        )
+    if n and fam.swap is not None:
+        for key in fam.swap.conflicts:
+            if getattr(s.training, key):
+                return _err(
+                    f"training.{key}",
+                    f"sd-scripts cannot combine training.blocks_to_swap with training.{key} for {fam.name}",
+                    f"remove one of them (e.g. --set ~training.{key})",
+                )
+    return []
+
+
+def check_network_kind_family(s: TrainSpec) -> list[Problem]:
+    kind, fam = s.network.kind, s.family
+    if kind in LYCORIS_KINDS and kind not in fam.lycoris_kinds:
+        usable = ", ".join(sorted(fam.lycoris_kinds)) or "none"
+        return _err(
+            "network.kind",
+            f"LyCORIS {kind} is not known to work with {fam.name} (usable: {usable})",
+            "use network.kind: lora",
         )
     return []
 
@@ -238,21 +267,25 @@ def hint_text_encoder_lr_unused(s: TrainSpec) -> list[Problem]:
     return []
 
 
-def hint_conv_dim_sd3(s: TrainSpec) -> list[Problem]:
-    if s.is_sd3 and s.network.kind == "lora" and s.network.conv_dim:
-        return _warn("network.conv_dim", "SD 3.5's MMDiT has no conv layers to adapt; it is ignored")
+def hint_conv_dim_ignored(s: TrainSpec) -> list[Problem]:
+    fam = s.family
+    if not fam.conv_lora and s.network.kind == "lora" and s.network.conv_dim:
+        return _warn(
+            "network.conv_dim", f"{fam.line}'s {fam.denoiser_label} has no conv layers to adapt; it is ignored"
+        )
     return []
 
 
 RULES: tuple[Rule, ...] = (
     check_te_cache_needs_unet_only,
     check_te_cache_forbids_shuffle,
-    check_sdxl_fp16_vae,
-    check_sd3_encoders,
+    check_fp16_vae,
+    check_companion_files,
     check_resolution_multiple_of_64,
     check_epochs_or_steps,
     check_full_bf16_precision,
     check_blocks_to_swap_family,
+    check_network_kind_family,
     check_bucket_range,
     check_sampling_schedule,
     check_adaptive_noise_needs_offset,
@@ -263,7 +296,7 @@ RULES: tuple[Rule, ...] = (
     hint_adaptive_optimizer,
     hint_lycoris_package,
     hint_text_encoder_lr_unused,
-    hint_conv_dim_sd3,
+    hint_conv_dim_ignored,
 )
 
 

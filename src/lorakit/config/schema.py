@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,7 +22,13 @@ from pydantic import (
     field_validator,
 )
 
-Family = Literal["sdxl", "sd3.5-medium", "sd3.5-large"]
+from lorakit import families
+from lorakit.families import ModelFamily
+
+if TYPE_CHECKING:
+    Family = str
+else:  # the registry's closed list (pydantic's literal check and its "Input should be ..." message)
+    Family = Literal[families.NAMES]
 NetworkKind = Literal["lora", "locon", "loha", "lokr", "dylora", "ia3", "glora", "diag-oft"]
 OptimizerName = Literal[
     "adamw",
@@ -50,7 +56,6 @@ Attention = Literal["sdpa", "xformers", "none"]
 
 LYCORIS_KINDS: frozenset[str] = frozenset({"locon", "loha", "lokr", "dylora", "ia3", "glora", "diag-oft"})
 ADAPTIVE_OPTIMIZERS: frozenset[str] = frozenset({"prodigy", "dadaptadam"})
-SD3_FAMILIES: frozenset[str] = frozenset({"sd3.5-medium", "sd3.5-large"})
 
 ArgValue = str | int | float | bool
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -104,7 +109,7 @@ def _args(v: Any) -> Any:
 
 
 class ModelSection(Strict):
-    family: Family = Field("sdxl", description="Base model family: sdxl, sd3.5-medium or sd3.5-large.")
+    family: Family = Field(families.DEFAULT, description=f"Base model family: {families.names_text()}.")
     checkpoint: Path | None = Field(None, description="Base model file (.safetensors single-file checkpoint).")
     vae: Path | None = Field(None, description="Optional separate VAE file.")
     clip_l: Path | None = Field(None, description="SD 3.5: CLIP-L text encoder file.")
@@ -318,5 +323,6 @@ class TrainSpec(Strict):
     comfyui: ComfyUISection = Field(default_factory=lambda: ComfyUISection())
 
     @property
-    def is_sd3(self) -> bool:
-        return self.model.family in SD3_FAMILIES
+    def family(self) -> ModelFamily:
+        """The registry's facts for ``model.family``."""
+        return families.get(self.model.family)

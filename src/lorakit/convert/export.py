@@ -14,8 +14,9 @@ from lorakit.config.schema import TrainSpec
 from lorakit.convert.flags import script_flags
 from lorakit.convert.gui import network_args, table
 from lorakit.convert.mapping import literal
-from lorakit.kohya.families import family
+from lorakit.convert.read import SCRIPTS
 from lorakit.kohya.launch import network_flags, optimizer_flags, saving_flags, training_flags
+from lorakit.kohya.model_flags import model_flags
 
 GUI_TYPES = {
     "lora": "Standard",
@@ -40,11 +41,10 @@ def sdscripts_args(spec: TrainSpec) -> tuple[dict[str, Any], list[str]]:
     """The training arguments of ``spec`` as sd-scripts ``--config_file`` keys (dataset
     values included as their command-line twins); notes on what is left out."""
     notes: list[str] = []
-    fam = family(spec.model.family)
     net, net_args = network_flags(spec)
     opt, opt_args = optimizer_flags(spec)
     out: dict[str, Any] = {}
-    for name, value in fam.model_flags(spec):
+    for name, value in model_flags(spec):
         if value is None or not value.startswith("<"):
             out[name] = True if value is None else value
     if spec.model.tokenizer_cache_dir is not None:
@@ -118,7 +118,7 @@ def _neutral(dest: str, script: str) -> Any:
 def gui_config(spec: TrainSpec) -> tuple[dict[str, Any], list[str]]:
     """A kohya_ss GUI LoRA-tab JSON for ``spec`` with every training key the GUI reads (a
     key left out would keep whatever the user's form holds)."""
-    fam = family(spec.model.family)
+    fam = spec.family
     tbl = table()
     gui: dict[str, Any] = {}
     for key, entry in tbl["keys"].items():
@@ -148,10 +148,11 @@ def gui_config(spec: TrainSpec) -> tuple[dict[str, Any], list[str]]:
         spec.sampling,
         spec.dataset,
     )
-    gui["sdxl" if m.family == "sdxl" else "sd3_checkbox"] = True
+    kind = SCRIPTS[spec.family.script]  # the GUI's word for the model line
+    gui["sdxl" if kind == "sdxl" else "sd3_checkbox"] = True
     gui["pretrained_model_name_or_path"] = str(m.checkpoint or "")
     gui["vae"] = str(m.vae or "")
-    if spec.is_sd3:
+    if kind == "sd3":
         gui |= {"sd3_clip_l": str(m.clip_l or ""), "clip_g": str(m.clip_g or ""), "sd3_t5xxl": str(m.t5xxl or "")}
         gui["blocks_to_swap"] = t.blocks_to_swap or 0
         gui["sd3_cache_text_encoder_outputs"] = t.cache_text_encoder_outputs

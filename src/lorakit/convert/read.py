@@ -10,13 +10,14 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from lorakit import families
 from lorakit.convert import _toml
 from lorakit.convert.flags import is_dest, parse_flags
 from lorakit.convert.gui import SD3_SCRIPT, SDXL_SCRIPT, TRAINS, read_gui
 from lorakit.convert.model import ImportRefused, Row, SdArgs, Source, bad_file
 
 MAX_BYTES = 4 * 1024 * 1024
-SCRIPTS = {
+SCRIPTS = {  # script → the kohya_ss GUI's word for its model line (its family checkbox)
     "sdxl_train_network.py": "sdxl",
     "sd3_train_network.py": "sd3",
 }
@@ -101,18 +102,20 @@ def _family(source: Source, family: str | None, path: Path) -> Source:
         if family is not None and family != source.family:
             raise ImportRefused([f"{path}: this is an SDXL config; --family {family} does not fit it"])
         return source
-    if family in ("sd3.5-medium", "sd3.5-large"):
+    candidates = [f for f in families.FAMILIES.values() if f.script == SD3_SCRIPT]
+    if family is not None and families.get(family).script == SD3_SCRIPT:
         source.family = family
         return source
     ckpt = str(source.args.values.get("pretrained_model_name_or_path", "")).lower()
-    for size in ("medium", "large"):
-        if size in Path(ckpt).name:
-            source.family = f"sd3.5-{size}"
-            source.notes.append(f"SD 3.5 {size}: from the checkpoint's file name")
+    for fam in candidates:
+        if fam.checkpoint_word and fam.checkpoint_word in Path(ckpt).name:
+            source.family = fam.name
+            source.notes.append(f"{fam.line} {fam.checkpoint_word}: from the checkpoint's file name")
             return source
+    sizes = " or ".join(f.checkpoint_word for f in candidates)
     raise ImportRefused(
-        [f"{path}: an SD 3 config, and nothing in it says SD 3.5 medium or large"],
-        fix="run the import again with --family sd3.5-medium or --family sd3.5-large",
+        [f"{path}: an SD 3 config, and nothing in it says {candidates[0].line} {sizes}"],
+        fix="run the import again with " + " or ".join(f"--family {f.name}" for f in candidates),
     )
 
 
@@ -158,8 +161,8 @@ def read_toml(path: Path, text: str, family: str | None) -> Source:
 def _toml_family(flat: dict[str, Any], path: Path, family: str | None) -> str:
     if flat.get("v2") or flat.get("v_parameterization"):
         raise ImportRefused([f"{path}: an SD 2.x config (v2 / v_parameterization); {TRAINS}"])
-    if family in ("sd3.5-medium", "sd3.5-large"):
-        return "sd3"
+    if family is not None and families.get(family).script == SD3_SCRIPT:
+        return SCRIPTS[SD3_SCRIPT]
     if flat.get("network_module") in ("networks.lora_flux", "networks.oft_flux") or "ae" in flat:
         raise ImportRefused([f"{path}: a Flux.1 config; {TRAINS}"])
     if flat.get("network_module") == "networks.lora_sd3" or {"clip_g", "t5xxl"} & flat.keys():

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from lorakit import families
 from lorakit.gpu.estimate import COEFFICIENTS_FILE, PRIOR, Coefficients, TrainShape, estimate
 from lorakit.gpu.measurements import CALIBRATION_FILE, Measurement, load_all, with_peak
 
@@ -171,7 +172,7 @@ def grid(rows: Sequence[Measurement], c: Coefficients | None = None) -> list[Gri
 
 def _config_words(s: TrainShape) -> str:
     bits = [
-        {"sdxl": "SDXL", "sd3.5-medium": "SD3.5 M", "sd3.5-large": "SD3.5 L"}[s.family],
+        families.get(s.family).display,
         f"{s.width}²" if s.width == s.height else f"{s.width}x{s.height}",
         f"bs {s.batch_size}",
         "GC" if s.gradient_checkpointing else "no GC",

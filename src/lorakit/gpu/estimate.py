@@ -15,7 +15,7 @@ and its SDXL / SD3 subclasses):
 The peak of a run is the largest phase. Every phase also carries the CUDA context and the caching
 allocator's overhead.
 
-Counted from parameters (see ``lorakit.gpu.arch``): weights, LoRA parameters, gradients and
+Counted from parameters (see ``lorakit.families.arch``): weights, LoRA parameters, gradients and
 optimizer states. Gradients only exist after the backward pass has freed the activations (sd-scripts
 zeroes them with ``set_to_none``), so a step needs ``max(activations, gradients)`` beside the rest.
 
@@ -39,8 +39,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lorakit import families
 from lorakit.config.schema import ADAPTIVE_OPTIMIZERS as SCHEMA_ADAPTIVE
-from lorakit.gpu.arch import Arch, arch
+from lorakit.families.arch import Arch
 
 if TYPE_CHECKING:
     from lorakit.config.schema import TrainSpec
@@ -83,14 +84,13 @@ VAE_ENCODE_GIB_PER_MPIX = 2.13
 TE_CACHE_ACT_GIB = 0.1  # text encoders' working set while caching (77/256 tokens, no grad)
 TE_TRAIN_ACT_GIB_PER_IMAGE = 0.15  # CLIP-L + CLIP-G activations kept for backward, per image
 GC_KEEPS_ONE_BLOCK = 0.1  # with GC only the block being recomputed holds rebuilt/upcast weights
-SWAP_MIN_RESIDENT = 2  # sd-scripts: blocks_to_swap <= depth - 2
 
 
 @dataclass(frozen=True)
 class TrainShape:
     """The settings that decide GPU memory and speed (a view of a TrainSpec)."""
 
-    family: str = "sdxl"
+    family: str = families.DEFAULT
     width: int = 1024
     height: int = 1024
     batch_size: int = 1
@@ -183,13 +183,13 @@ class Coefficients:
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def activation(self, family: str, gc: bool) -> float:
-        a = self.act_gib_per_mpix[family]
+        a = self.act_gib_per_mpix.get(family, families.get(family).estimator.act_gib_per_mpix)
         return a * self.gc_keep[denoiser_kind(family)] if gc else a
 
     def as_vector(self) -> list[float]:
         return [
             self.overhead_gib,
-            *(self.act_gib_per_mpix[f] for f in FAMILIES),
+            *(self.act_gib_per_mpix.get(f, families.get(f).estimator.act_gib_per_mpix) for f in FAMILIES),
             *(self.gc_keep[k] for k in DENOISER_KINDS),
             self.grad_overlap,
         ]
@@ -229,7 +229,7 @@ class Coefficients:
         )
 
 
-FAMILIES: tuple[str, ...] = ("sdxl", "sd3.5-medium", "sd3.5-large")
+FAMILIES: tuple[str, ...] = families.NAMES
 DENOISER_KINDS: tuple[str, ...] = ("unet", "mmdit")
 
 # Starting point of the fit and the fallback if the data file is missing: read off the
@@ -237,7 +237,7 @@ DENOISER_KINDS: tuple[str, ...] = ("unet", "mmdit")
 PRIOR_GRAD_OVERLAP = 0.5
 PRIOR = Coefficients(
     overhead_gib=0.6,
-    act_gib_per_mpix={"sdxl": 9.6, "sd3.5-medium": 11.0, "sd3.5-large": 22.0},
+    act_gib_per_mpix={f.name: f.estimator.act_gib_per_mpix for f in families.FAMILIES.values()},
     gc_keep={"unet": 0.14, "mmdit": 0.08},
     grad_overlap=PRIOR_GRAD_OVERLAP,
     meta={"source": "prior: hand-read from docs/field-notes.md"},
@@ -245,7 +245,7 @@ PRIOR = Coefficients(
 
 
 def denoiser_kind(family: str) -> str:
-    return "unet" if family == "sdxl" else "mmdit"
+    return families.get(family).denoiser_kind
 
 
 _COEFF_CACHE: dict[Path, Coefficients] = {}
@@ -380,7 +380,8 @@ def optimizer_state_bytes(optimizer: str, params: float, param_bytes: int, dim: 
 
 @lru_cache(maxsize=4096)
 def _terms(s: TrainShape) -> _Terms:
-    a = arch(s.family)
+    fam = families.get(s.family)
+    a = fam.arch
     wb = _bytes(s.precision)
     base_b = 1 if s.fp8_base else wb
     vae_b = 4 if (s.no_half_vae or s.precision == "fp32") else 2
@@ -407,13 +408,14 @@ def _terms(s: TrainShape) -> _Terms:
             notes.append("caching text-encoder outputs puts T5-XXL (8.9 GiB in 16-bit) on the GPU for a while")
 
     train: list[Part] = []
-    swapped = 0
-    if s.blocks_to_swap and a.depth:
-        swapped = min(s.blocks_to_swap, a.depth - SWAP_MIN_RESIDENT)
+    swapped, swapped_params = 0, 0.0
+    if s.blocks_to_swap and fam.swap is not None:
+        swapped = fam.swap.blocks(s.blocks_to_swap)
+        swapped_params = fam.swap.params(swapped)
     elif s.blocks_to_swap:
         notes.append(f"blocks_to_swap is ignored: sd-scripts cannot swap {s.family} blocks")
-    resident = a.denoiser_params - swapped * a.block_params
-    label = "U-Net" if a.family == "sdxl" else "MMDiT"
+    resident = a.denoiser_params - swapped_params
+    label = fam.denoiser_label
     dtype = "fp8" if s.fp8_base else ("fp32" if wb == 4 else "16-bit")
     extra = f", {swapped} of {a.depth} blocks on the CPU" if swapped else ""
     train.append(Part("denoiser_weights", f"{label} ({dtype}{extra})", gib(resident * base_b), "weights"))

@@ -40,8 +40,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from lorakit import families
 from lorakit.dataset.plan import StepsMath
-from lorakit.gpu.arch import arch
 from lorakit.gpu.estimate import (
     ADAPTIVE_OPTIMIZERS,
     Estimate,
@@ -243,7 +243,7 @@ def describe_changes(old: TrainShape, new: TrainShape, facts: RunFacts) -> list[
     if new.fp8_base != old.fp8_base:
         words.append("fp8 base model " + ("on" if new.fp8_base else "off"))
     if new.blocks_to_swap != old.blocks_to_swap:
-        words.append(f"swap {new.blocks_to_swap} of {arch(new.family).depth} blocks to the CPU")
+        words.append(f"swap {new.blocks_to_swap} of {families.get(new.family).arch.depth} blocks to the CPU")
     if new.cache_latents != old.cache_latents:
         words.append("cache latents (no colour/crop augmentation)")
     if new.cache_text_encoder_outputs != old.cache_text_encoder_outputs:
@@ -442,9 +442,9 @@ def _axes(s: TrainShape, facts: RunFacts) -> list[list[dict[str, Any]]]:
         axes.append([keep, {"full_bf16": True}])
     if s.precision != "fp32" and not s.fp8_base:
         axes.append([keep, {"fp8_base": True}])
-    depth = arch(s.family).depth
-    if depth:
-        top = depth - 2
+    swap = families.get(s.family).swap
+    if swap is not None:
+        top = swap.max_blocks
         steps = sorted({n for n in (*range(4, top + 1, 4), top) if n > s.blocks_to_swap})
         axes.append([keep, *({"blocks_to_swap": n} for n in steps)])
     if not s.cache_latents:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from lorakit import families
 from lorakit.gpu.estimate import DATA_DIR, GIB, TrainShape
 
 CALIBRATION_FILE = DATA_DIR / "vram_calibration.json"
@@ -55,19 +56,7 @@ class Measurement:
 # ---------------------------------------------------------------------------------------------
 # config normalisation
 
-_FAMILY_WORDS = {
-    "sdxl": "sdxl",
-    "sd3.5-medium": "sd3.5-medium",
-    "sd35-medium": "sd3.5-medium",
-    "sd3.5m": "sd3.5-medium",
-    "sd3.5_medium": "sd3.5-medium",
-    "medium": "sd3.5-medium",
-    "sd3.5-large": "sd3.5-large",
-    "sd35-large": "sd3.5-large",
-    "sd3.5l": "sd3.5-large",
-    "sd3.5_large": "sd3.5-large",
-    "large": "sd3.5-large",
-}
+_FAMILY_WORDS = {word: f.name for f in families.FAMILIES.values() for word in (f.name, *f.measurement_words)}
 _OPTIMIZER_WORDS = {
     "adamw": "adamw",
     "adamw8bit": "adamw8bit",

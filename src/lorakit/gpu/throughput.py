@@ -10,7 +10,7 @@ measured points)::
   fitted on the reference card (the H200) and taken as the same on every card (it is host time).
 - ``work``: one image's work relative to SDXL 1024², LoRA rank 128: megapixels (plus a quadratic
   attention share ``ATTN_SHARE``) × (2·base FLOPs + 3·LoRA FLOPs of this rank) / the same at
-  rank 128, LoRA FLOPs from the adapted layers of ``gpu/arch.py``.
+  rank 128, LoRA FLOPs from the adapted layers of the family's ``Arch`` (lorakit/families/).
 - ``τ(card)``: seconds per unit of work. Fitted on a card with curves of its own; carried from the
   reference to any other card by published compute and bandwidth:
   ``τ_ref × (α·TFLOPS_ref/TFLOPS + (1−α)·BW_ref/BW) × κ``, α = ``COMPUTE_SHARE``; κ = 1 for
@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lorakit.gpu.arch import arch
+from lorakit import families
 from lorakit.gpu.cards import Card, find, nearest_by_memory, reference
 from lorakit.gpu.estimate import DATA_DIR, TrainShape
 from lorakit.gpu.measurements import Measurement, load_all, load_file
@@ -46,8 +46,6 @@ SPEED_FILE = DATA_DIR / "speed_measurements.json"
 REF_MPIX = 1024 * 1024 / 1e6
 REF_RANK = 128
 ATTN_SHARE = 0.2  # share of SDXL's per-image work at 1024² that grows with tokens² (attention)
-LINEAR_SHARE = {"sdxl": 0.64}  # adapted linears' share of the forward FLOPs (SDXL: 4.15 of 6.45 TFLOP/MP)
-OTHER_LINEAR_SHARE = 0.85  # MMDiTs: nearly all FLOPs are in the adapted linears
 COMPUTE_SHARE = 0.85  # α: share of the per-image time that scales with tensor TFLOPS (the rest: bandwidth)
 DEFAULT_GC_RATIO = 1.3
 FP32_SLOWDOWN = 2.0
@@ -75,12 +73,13 @@ def gpu_class(name: str) -> str:
 def _lora_flops_ratio(family: str, dim: int) -> float:
     """3·LoRA FLOPs / 2·base FLOPs per megapixel (training: the base needs forward + input
     gradients, the LoRA forward + both gradients)."""
-    a = arch(family)
+    fam = families.get(family)
+    a = fam.arch
     base_linear = sum(x.tokens_per_mpix * x.fan_in * x.fan_out * x.count for x in a.linears)
     lora_per_rank = sum(x.tokens_per_mpix * (x.fan_in + x.fan_out) * x.count for x in a.linears)
     if not base_linear:
         return 0.0
-    base = base_linear / LINEAR_SHARE.get(family, OTHER_LINEAR_SHARE)
+    base = base_linear / fam.estimator.linear_flop_share  # adapted linears' share of the forward FLOPs
     return 3 * dim * lora_per_rank / (2 * base)
 
 
@@ -144,16 +143,15 @@ class SpeedModel:
             if self.fp8_s is not None:
                 t += self.fp8_s
             else:
-                base_bytes = arch(s.family).denoiser_params * 3  # read fp8, write 16-bit
+                base_bytes = families.get(s.family).arch.denoiser_params * 3  # read fp8, write 16-bit
                 t += FP8_CAST_S + 2 * base_bytes / (self.bandwidth_gbs * 1e9)
         if _is_lycoris(s):
             t += self.lycoris_s
         if s.blocks_to_swap:
-            a = arch(s.family)
-            if a.depth:
-                n = min(s.blocks_to_swap, a.depth - 2)
-                block_bytes = a.block_params * (1 if s.fp8_base else 2)
-                t += n * block_bytes * 4 / PCIE_BYTES_PER_S * SWAP_HIDDEN
+            swap = families.get(s.family).swap
+            if swap is not None:
+                swapped_bytes = swap.params(swap.blocks(s.blocks_to_swap)) * (1 if s.fp8_base else 2)
+                t += swapped_bytes * 4 / PCIE_BYTES_PER_S * SWAP_HIDDEN
         return t
 
     def s_per_step(self, s: TrainShape) -> float:
@@ -381,7 +379,7 @@ def build(rows: Sequence[Measurement]) -> SpeedTable:
             anchor_groups[key] = rs
     for key in pending:
         rs = plain[key]
-        donor = models.get((ref, "sdxl")) or next((d for (c, _), d in models.items() if c == ref), None)
+        donor = models.get((ref, families.DEFAULT)) or next((d for (c, _), d in models.items() if c == ref), None)
         ratio = donor.gc_ratio if donor else DEFAULT_GC_RATIO
         c0, tau, ratio = _fit2(rs, ratio, donor.c0 if donor else None)
         src = f"GC cost borrowed from {donor.family}" if donor else f"GC cost assumed x{DEFAULT_GC_RATIO}"

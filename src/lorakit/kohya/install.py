@@ -15,9 +15,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from lorakit import families
 from lorakit.errors import EnvironmentProblem
 
-TRAIN_SCRIPTS = ("train_network.py", "sdxl_train_network.py", "sd3_train_network.py")
+# train_network.py (the base every family script imports) and each registered family's script
+TRAIN_SCRIPTS = ("train_network.py", *dict.fromkeys(f.script for f in families.FAMILIES.values()))
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,8 @@ from pathlib import Path
 from lorakit.config.schema import LYCORIS_KINDS, TrainSpec
 from lorakit.dataset.plan import DatasetPlan, StepsMath
 from lorakit.kohya.dataset_toml import dataset_toml
-from lorakit.kohya.families import family
-from lorakit.kohya.families.base import Flags
 from lorakit.kohya.install import Trainer
+from lorakit.kohya.model_flags import Flags, model_flags
 from lorakit.kohya.tblog import LOGS_DIR
 
 OPTIMIZER_TYPES: dict[str, str] = {
@@ -78,7 +77,7 @@ def _kv(args: dict[str, str | int | float | bool]) -> list[str]:
 
 def network_flags(spec: TrainSpec) -> tuple[Flags, list[str]]:
     n = spec.network
-    fam = family(spec.model.family)
+    fam = spec.family
     flags: Flags = []
     net_args: list[str] = []
     if n.kind in LYCORIS_KINDS:
@@ -93,7 +92,7 @@ def network_flags(spec: TrainSpec) -> tuple[Flags, list[str]]:
         flags.append(("network_weights", str(n.weights)))
     if n.dim_from_weights:
         flags.append(("dim_from_weights", None))
-    if n.conv_dim is not None and not spec.is_sd3:
+    if n.conv_dim is not None and fam.conv_lora:
         net_args.append(f"conv_dim={n.conv_dim}")
         net_args.append(f"conv_alpha={_fmt(n.conv_alpha if n.conv_alpha is not None else 1)}")
     net_args += _kv(n.args)
@@ -230,11 +229,11 @@ def render_flags(flags: Flags) -> list[str]:
 
 
 def build_launch_plan(spec: TrainSpec, dataset: DatasetPlan, trainer: Trainer, run_dir: Path) -> LaunchPlan:
-    fam = family(spec.model.family)
+    fam = spec.family
     net, net_args = network_flags(spec)
     opt, opt_args = optimizer_flags(spec)
     m = spec.model
-    head: Flags = [*fam.model_flags(spec)]
+    head: Flags = [*model_flags(spec)]
     if m.tokenizer_cache_dir is not None:
         head.append(("tokenizer_cache_dir", str(m.tokenizer_cache_dir)))
     head.append(("dataset_config", str(run_dir / DATASET_TOML)))

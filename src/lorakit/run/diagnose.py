@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from lorakit import families
 from lorakit.errors import (
     EXIT_BAD_INPUT,
     EXIT_ENVIRONMENT,
@@ -116,8 +117,9 @@ def fix_for(ev: ErrorEvent, ctx: Context) -> str:
         hints = []
         if ctx.precision == "fp16":
             hints.append("--set training.precision=bf16 (fp16 overflows easily; needs an RTX 30xx or newer)")
-        if ctx.family == "sdxl" and not ctx.no_half_vae:
-            hints.append("--set training.no_half_vae=true (the SDXL VAE produces NaN in fp16)")
+        fam = families.FAMILIES.get(ctx.family or "")
+        if fam is not None and fam.fp16_vae_nan and not ctx.no_half_vae:
+            hints.append(f"--set training.no_half_vae=true (the {fam.line} VAE produces NaN in fp16)")
         lr_hint = f"--set optimizer.lr={ctx.lr / 3:.2g}" if ctx.lr else "a lower optimizer.lr"
         hints.append(f"{lr_hint} (a too-high learning rate diverges)")
         return "; ".join(hints)
@@ -142,7 +144,8 @@ def fix_for(ev: ErrorEvent, ctx: Context) -> str:
                 "the trainer needs the tokenizers from the Hugging Face hub: connect once, or point "
                 "model.tokenizer_cache_dir at a folder that holds them"
             )
-        return "check model.checkpoint (and model.vae / clip_l / clip_g / t5xxl) — an absolute path is safest"
+        first, *others = families.model_file_keys()
+        return f"check model.{first} (and model.{' / '.join(others)}) — an absolute path is safest"
     if ev.kind == "dataset":
         return (
             "check dataset.folder: it must hold the images (flat) or kohya-style `N_name` sub-folders; "

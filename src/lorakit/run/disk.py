@@ -50,11 +50,10 @@ class Need:
 def need(spec: TrainSpec) -> Need:
     """One LoRA file and one saved state of this spec, in bytes (an estimate from the network's
     parameter count, ±10 %)."""
-    from lorakit.gpu.arch import arch
     from lorakit.gpu.estimate import network_params, optimizer_state_bytes, shape_from_spec
 
     shape = shape_from_spec(spec)
-    params = network_params(shape, arch(spec.model.family))
+    params = network_params(shape, spec.family.arch)
     lora = int(params * (4 if spec.saving.precision == "float" else 2)) + 2**20  # + header/metadata
     state = 0
     if spec.saving.save_state:

@@ -173,17 +173,16 @@ def _stopped_diagnosis(result: ChildResult) -> Diagnosis | None:
 def expected_lora(planned: PlannedRun) -> Any:
     """The Expected (finish.py) for a planned run's spec."""
     from lorakit.config.schema import LYCORIS_KINDS
-    from lorakit.kohya.families import family
     from lorakit.run.finish import Expected
 
     spec = planned.spec
     lycoris = spec.network.kind in LYCORIS_KINDS
     return Expected(
-        module="lycoris.kohya" if lycoris else family(spec.model.family).lora_module,
+        module="lycoris.kohya" if lycoris else spec.family.lora_module,
         dim=spec.network.dim,
         alpha=spec.network.alpha,
         unet_only=spec.training.unet_only,
-        plain_lora=not lycoris,
+        plain_lora=not lycoris and spec.family.lora_rank_check,
     )
 
 

@@ -8,6 +8,6 @@ is cheap: torch, transformers, diffusers and sd-scripts are imported inside the 
 
 from __future__ import annotations
 
-FAMILIES = ("sdxl", "sd3.5-medium", "sd3.5-large")
+from lorakit.families import NAMES as FAMILIES
 
 __all__ = ["FAMILIES"]

@@ -34,12 +34,14 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lorakit import families
 from lorakit.fs import atomic_path
 
-FAMILIES = ("sdxl", "sd3.5-medium", "sd3.5-large")
+FAMILIES = families.NAMES
 
 CLIP_L_ID = "openai/clip-vit-large-patch14"
 CLIP_G_ID = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"
@@ -100,15 +102,15 @@ _T5_XXL = dict(
     is_encoder_decoder=True,
 )
 # SD 3.5 MMDiT: hidden = 64 * depth; medium has self-attention x-blocks 0..12, large none.
-_SD35: dict[str, dict[str, Any]] = {
-    "sd3.5-medium": dict(
+_SD35: dict[str, dict[str, Any]] = {  # keyed by the family's Synth.variant
+    "medium": dict(
         depth=24,
         pos_embed_max_size=384,
         x_block_self_attn_layers=list(range(13)),
         model_type="5-medium",
         file="sd3.5_medium_synth.safetensors",
     ),
-    "sd3.5-large": dict(
+    "large": dict(
         depth=38,
         pos_embed_max_size=192,
         x_block_self_attn_layers=[],
@@ -430,7 +432,7 @@ def _valid_safetensors(path: Path) -> bool:
         return False
 
 
-def _build_sdxl(out: Path, device: str, seed: int, gain: float) -> dict[str, Any]:
+def _build_sdxl(name: str, variant: str, out: Path, device: str, seed: int, gain: float) -> dict[str, Any]:
     import torch
     from diffusers import AutoencoderKL
     from library import model_util, sdxl_model_util, sdxl_original_unet
@@ -449,16 +451,16 @@ def _build_sdxl(out: Path, device: str, seed: int, gain: float) -> dict[str, Any
     path = out / SDXL_FILE
     with atomic_path(path) as tmp:  # keeps the .safetensors suffix: sd-scripts picks the format from it
         sdxl_model_util.save_stable_diffusion_checkpoint(
-            str(tmp), te1, te2, unet, 0, 0, None, vae, logit_scale, {"lorakit_synth": "sdxl"}, save_dtype=dt
+            str(tmp), te1, te2, unet, 0, 0, None, vae, logit_scale, {"lorakit_synth": name}, save_dtype=dt
         )
     return {"checkpoint": str(path), "checkpoint_bytes": path.stat().st_size, "dtype": "float16", "parts": info}
 
 
-def _build_sd35(family: str, out: Path, device: str, seed: int, gain: float) -> dict[str, Any]:
+def _build_sd35(name: str, variant: str, out: Path, device: str, seed: int, gain: float) -> dict[str, Any]:
     import torch
     from library import sd3_models
 
-    spec = _SD35[family]
+    spec = _SD35[variant]
     depth = int(spec["depth"])
     pmax = int(spec["pos_embed_max_size"])
     hidden = 64 * depth
@@ -494,7 +496,7 @@ def _build_sd35(family: str, out: Path, device: str, seed: int, gain: float) -> 
     del mmdit, vae
     ckpt = out / str(spec["file"])
     result["checkpoint"] = str(ckpt)
-    result["checkpoint_bytes"] = _save(sd, ckpt, {"lorakit_synth": family})
+    result["checkpoint_bytes"] = _save(sd, ckpt, {"lorakit_synth": name})
     result["dtype"] = "bfloat16"
     del sd
 
@@ -527,6 +529,14 @@ def _build_sd35(family: str, out: Path, device: str, seed: int, gain: float) -> 
     return result
 
 
+# Synth.builder (lorakit/families/) → the function that writes that layout: (family name,
+# Synth.variant, out, device, seed, gain) → what synth.json records.
+BUILDERS: dict[str, Callable[[str, str, Path, str, int, float], dict[str, Any]]] = {
+    "single-file-unet": _build_sdxl,
+    "mmdit-split-encoders": _build_sd35,
+}
+
+
 def build(
     family: str,
     out: Path,
@@ -552,9 +562,10 @@ def build(
 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer_dir = out / "tokenizers"
-    toks = build_tokenizers(tokenizer_dir, t5=family.startswith("sd3"), bpe=bpe)
+    layout = families.get(family).synth
+    toks = build_tokenizers(tokenizer_dir, t5=layout.t5_tokenizer, bpe=bpe)
     with torch.inference_mode(False):
-        res = _build_sdxl(out, dev, seed, gain) if family == "sdxl" else _build_sd35(family, out, dev, seed, gain)
+        res = BUILDERS[layout.builder](family, layout.variant, out, dev, seed, gain)
     if dev.startswith("cuda"):
         torch.cuda.empty_cache()
     info: dict[str, Any] = {
@@ -593,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokenizers-only", action="store_true", help="write only the tokenizer cache")
     a = ap.parse_args(argv)
     if a.tokenizers_only:
-        toks = build_tokenizers(a.out / "tokenizers", t5=a.family.startswith("sd3"), bpe=a.bpe)
+        toks = build_tokenizers(a.out / "tokenizers", t5=families.get(a.family).synth.t5_tokenizer, bpe=a.bpe)
         print(json.dumps(toks, indent=2))
         return 0
     info = build(a.family, a.out, a.sd_scripts, bpe=a.bpe, seed=a.seed, device=a.device, gain=a.gain)

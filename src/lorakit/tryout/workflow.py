@@ -1,65 +1,28 @@
 """Pure: the ComfyUI API-format graph that renders one prompt at one LoRA strength.
 
-A family is data (``GRAPHS``): the loader nodes for its files, the empty-latent node and the
-sampler settings. Node class and input names are ComfyUI's (nodes.py, comfy_extras/nodes_sd3.py
-at a125cd84): CheckpointLoaderSimple → (MODEL, CLIP, VAE); TripleCLIPLoader (clip-l, clip-g,
-t5) → CLIP; LoraLoader(model, clip, lora_name, strength_model, strength_clip) → (MODEL, CLIP);
-CLIPTextEncode; EmptyLatentImage / EmptySD3LatentImage; KSampler; VAEDecode; SaveImage.
-A new family (Flux: UNETLoader + DualCLIPLoader + VAELoader + FluxGuidance) is one more entry.
+A family is data (its ``comfy`` graph, lorakit/families/comfy.py): the loader nodes for its
+files, the empty-latent node and the sampler settings. Node class and input names are ComfyUI's
+(nodes.py, comfy_extras/nodes_sd3.py at a125cd84): CheckpointLoaderSimple → (MODEL, CLIP, VAE);
+TripleCLIPLoader (clip-l, clip-g, t5) → CLIP; LoraLoader(model, clip, lora_name, strength_model,
+strength_clip) → (MODEL, CLIP); CLIPTextEncode; EmptyLatentImage / EmptySD3LatentImage; KSampler; VAEDecode; SaveImage.
+A new family (Flux: UNETLoader + DualCLIPLoader + VAELoader + FluxGuidance) gives its own graph.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from lorakit import families
+from lorakit.families.comfy import FamilyGraph, Loader
 
 DEFAULT_STRENGTHS = (0.0, 0.5, 1.0)
 DEFAULT_SEED = 42
 
 
-@dataclass(frozen=True)
-class Loader:
-    """A loader node: one input per file, each named by a ``model.<key>`` of the spec."""
-
-    node: str  # ComfyUI class_type
-    folder: str  # the ComfyUI models folder its files are listed in (GET /models/<folder>)
-    inputs: tuple[str, ...]  # input names, one per file
-    model_keys: tuple[str, ...]  # spec.model.<key> for each file
-    outputs: Mapping[str, int]  # "MODEL" / "CLIP" / "VAE" → output slot
-    fixed: Mapping[str, Any] = field(default_factory=dict)  # constant inputs
-    optional: bool = False  # used only when the spec names all its files
-
-
-@dataclass(frozen=True)
-class FamilyGraph:
-    loaders: tuple[Loader, ...]  # later loaders override earlier ones' outputs
-    latent: str
-    cfg: float
-    sampler: str
-    scheduler: str
-    guidance: float | None = None  # FluxGuidance on the positive conditioning (Flux)
-
-
-_CHECKPOINT = Loader(
-    "CheckpointLoaderSimple", "checkpoints", ("ckpt_name",), ("checkpoint",), {"MODEL": 0, "CLIP": 1, "VAE": 2}
-)
-_SD3_ENCODERS = Loader(
-    "TripleCLIPLoader",
-    "text_encoders",
-    ("clip_name1", "clip_name2", "clip_name3"),
-    ("clip_l", "clip_g", "t5xxl"),
-    {"CLIP": 0},
-    optional=True,  # a checkpoint with the encoders inside needs none
-)
-_SD3 = FamilyGraph((_CHECKPOINT, _SD3_ENCODERS), "EmptySD3LatentImage", 4.5, "euler", "sgm_uniform")
-
-GRAPHS: dict[str, FamilyGraph] = {
-    "sdxl": FamilyGraph((_CHECKPOINT,), "EmptyLatentImage", 6.0, "euler", "normal"),
-    "sd3.5-medium": _SD3,
-    "sd3.5-large": _SD3,
-}
+GRAPHS: dict[str, FamilyGraph] = {f.name: f.comfy for f in families.FAMILIES.values() if f.comfy is not None}
 
 
 def loaders_used(family: str, model_files: Mapping[str, str | None]) -> list[Loader]:
