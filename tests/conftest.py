@@ -65,14 +65,20 @@ def lorakit_in_process(isolated_env: dict[str, str], tmp_path: Path, lorakit):  
         return lorakit
 
     def run(*args: str, cwd: Path | None = None) -> CliResult:
+        from lorakit.cli._console import console, err_console
         from lorakit.cli.main import main
 
         out, err = io.StringIO(), io.StringIO()
         saved_env, saved_cwd, saved_argv = dict(os.environ), Path.cwd(), sys.argv
+        # rich fixes a console's width when it is made (COLUMNS then): a test that imported the
+        # CLI first, without COLUMNS, left it at 80 and wrapped later tables (order-dependent)
+        saved_widths = [c._width for c in (console, err_console)]
         code = 0
         try:
             os.environ.clear()
             os.environ.update(isolated_env)
+            for c in (console, err_console):
+                c.width = int(isolated_env.get("COLUMNS", "200"))
             os.chdir(cwd or tmp_path)
             sys.argv = ["lorakit", *args]
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -87,6 +93,8 @@ def lorakit_in_process(isolated_env: dict[str, str], tmp_path: Path, lorakit):  
             os.environ.update(saved_env)
             os.chdir(saved_cwd)
             sys.argv = saved_argv
+            for c, w in zip((console, err_console), saved_widths, strict=True):
+                c._width = w
         return CliResult(code, out.getvalue(), err.getvalue())
 
     return run
