@@ -12,7 +12,7 @@ from lorakit.config.loader import LoadedSpec, load_spec, where
 from lorakit.config.rules import Problem, check
 from lorakit.config.schema import TrainSpec
 from lorakit.dataset.plan import DatasetPlan, scan_dataset
-from lorakit.errors import ConfigError
+from lorakit.errors import ConfigError, EnvironmentProblem
 from lorakit.kohya.install import Trainer
 from lorakit.kohya.launch import LaunchPlan, build_launch_plan
 
@@ -115,6 +115,12 @@ def plan_run(req: PlanRequest, trainer: Trainer, run_dir: Path) -> PlannedRun:
 def plan_resolved(loaded: LoadedSpec, warnings: list[str], trainer: Trainer, run_dir: Path) -> PlannedRun:
     """The plan of a spec already loaded and checked (``resolve_spec``): scan the dataset once
     and build the launch plan into ``run_dir``."""
+    fam = loaded.spec.family
+    if trainer.found and not (trainer.sd_scripts / fam.script).is_file():
+        raise EnvironmentProblem(
+            f"{trainer.sd_scripts} has no {fam.script}: this sd-scripts is older than its {fam.line} support",
+            fix="update sd-scripts (lorakit setup installs the tested commit 48d368fa)",
+        )
     dataset = scan_dataset(loaded.spec.dataset)
     plan = build_launch_plan(loaded.spec, dataset, trainer, run_dir)
     return PlannedRun(loaded, dataset, plan, warnings + plan.warnings)

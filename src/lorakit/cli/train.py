@@ -102,7 +102,9 @@ def print_plan(planned: PlannedRun, *, as_json: bool, dry_run: bool) -> None:
     for w in planned.warnings:
         err_console.print(f"[yellow]warning:[/] {w}")
     name = planned.loaded.preset or "(no preset)"
-    console.print(f"[bold]Preset[/] {name}: {planned.spec.description}")
+    from rich.markup import escape
+
+    console.print(f"[bold]Preset[/] {escape(name)}: {escape(planned.spec.description)}")
     diff = spec_diff(planned.loaded)
     if diff:
         console.print("[bold]Changed from the preset[/]")

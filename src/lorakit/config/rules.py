@@ -84,6 +84,22 @@ def check_companion_files(s: TrainSpec) -> list[Problem]:
     return []
 
 
+def check_family_options(s: TrainSpec) -> list[Problem]:
+    """A launch option only other families take (their ``option_flags``) is refused, not dropped."""
+    fam, out = s.family, []
+    own = {o.key for o in fam.option_flags}
+    for key in dict.fromkeys(o.key for f in families.FAMILIES.values() for o in f.option_flags):
+        if key in own or key == "training.blocks_to_swap":  # swap: check_blocks_to_swap_family
+            continue
+        section, name = key.split(".")
+        if getattr(getattr(s, section), name) not in (None, False):
+            lines = ", ".join(
+                dict.fromkeys(f.line for f in families.FAMILIES.values() if key in {o.key for o in f.option_flags})
+            )
+            out += _err(key, f"a {lines} option: {fam.line} ({fam.name}) does not take it", f"remove it: --set ~{key}")
+    return out
+
+
 def check_resolution_multiple_of_64(s: TrainSpec) -> list[Problem]:
     w, h = s.training.size
     if w % 64 or h % 64:
@@ -281,6 +297,7 @@ RULES: tuple[Rule, ...] = (
     check_te_cache_forbids_shuffle,
     check_fp16_vae,
     check_companion_files,
+    check_family_options,
     check_resolution_multiple_of_64,
     check_epochs_or_steps,
     check_full_bf16_precision,

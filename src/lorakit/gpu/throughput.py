@@ -83,6 +83,14 @@ def _lora_flops_ratio(family: str, dim: int) -> float:
     return 3 * dim * lora_per_rank / (2 * base)
 
 
+def base_flops_per_mpix(family: str) -> float:
+    """A family's forward multiply-adds per megapixel (adapted linears ÷ their FLOP share): how a
+    family without measurements is carried from one with them."""
+    fam = families.get(family)
+    linear = sum(x.tokens_per_mpix * x.fan_in * x.fan_out * x.count for x in fam.arch.linears)
+    return linear / fam.estimator.linear_flop_share
+
+
 def work(s: TrainShape) -> float:
     """One image's work relative to the same family at 1024², rank 128, no GC."""
     m = s.mpix / REF_MPIX
@@ -294,7 +302,7 @@ class SpeedTable:
             return own, f"{card.name} measurements ({own.basis}), ±{own.spread:.0%}"
         ref_model = self.models.get((self.reference, family))
         if ref_model is None:
-            raise LookupError(f"no speed data for {family}")
+            return self._by_flops(card, family)
         ref_card = reference()
         kappa, spread, how, gc = 1.0, CARRIED_SPREAD, "", ref_model.gc_ratio
         if card.name in self.anchors:
@@ -315,6 +323,26 @@ class SpeedTable:
             spread=spread,
             bandwidth_gbs=card.bandwidth_gbs,
             lycoris_s=ref_model.lycoris_s * bw,
+        )
+        return model, f"{card.name}: {model.basis}, ±{spread:.0%}"
+
+    def _by_flops(self, card: Card, family: str) -> tuple[SpeedModel, str]:
+        """A family nobody measured yet: the measured family's model on this card, its per-image
+        time scaled by the forward FLOPs per megapixel, and a wide uncertainty."""
+        known = [f for f in families.NAMES if f != family and (self.reference, f) in self.models]
+        if not known:
+            raise LookupError(f"no speed data for {family} or any other family")
+        base = known[0]
+        model, _ = self.for_card(card, base)
+        ratio = base_flops_per_mpix(family) / base_flops_per_mpix(base)
+        spread = max(model.spread, UNKNOWN_CARD_SPREAD)
+        model = replace(
+            model,
+            family=family,
+            tau=model.tau * ratio,
+            fp8_s=None,  # the fp8 cast scales with this family's weights (the bandwidth term)
+            spread=spread,
+            basis=f"no {family} measurements: the {base} model scaled by FLOPs per image (×{ratio:.1f})",
         )
         return model, f"{card.name}: {model.basis}, ±{spread:.0%}"
 

@@ -19,7 +19,9 @@ from lorakit import families
 from lorakit.errors import EnvironmentProblem
 
 # train_network.py (the base every family script imports) and each registered family's script
-TRAIN_SCRIPTS = ("train_network.py", *dict.fromkeys(f.script for f in families.FAMILIES.values()))
+# what makes a folder an sd-scripts checkout; a family's own script is checked when a run of that
+# family is planned (lorakit/planning.py), so an older checkout still trains the families it has
+TRAIN_SCRIPTS = ("train_network.py", families.get(families.DEFAULT).script)
 
 
 @dataclass(frozen=True)
