@@ -45,7 +45,8 @@ Examples:
 SYNTH_HELP = """Write a random-weight base model with the exact key layout sd-scripts loads.
 
 Runs in the trainer's Python (torch, transformers, diffusers). SDXL: one 6.9 GB file; SD 3.5:
-the MMDiT+VAE file plus clip_l, clip_g and t5xxl files; and an offline tokenizer folder for
+the MMDiT+VAE file plus clip_l, clip_g and t5xxl files; Flux.1 [dev] (flux-dev): the 23.8 GB
+transformer, ae, clip_l and t5xxl files (about 34 GB); and an offline tokenizer folder for
 model.tokenizer_cache_dir. Useful to check that a setup trains, how fast and in how much
 memory, before downloading the real weights. The weights are noise: the LoRA learns nothing.
 """
@@ -259,7 +260,7 @@ def synth_failure(family: str, python: str, returncode: int, stderr: str) -> Env
 
 
 def synth_model(
-    family: str = typer.Argument(..., help="sdxl, sd3.5-medium or sd3.5-large."),
+    family: str = typer.Argument(..., help="sdxl, sd3.5-medium, sd3.5-large or flux-dev."),
     out: Path = typer.Argument(..., help="Folder to write into.", file_okay=False),
     sd_scripts: Path | None = SdScriptsOpt,
     seed: int = typer.Option(0, "--seed", help="Random seed of the weights."),
@@ -272,8 +273,8 @@ def synth_model(
     from lorakit.errors import ConfigError
     from lorakit.kohya.install import require_trainer
     from lorakit.proc import child_env
+    from lorakit.synth import FAMILIES as families
 
-    families = ("sdxl", "sd3.5-medium", "sd3.5-large")
     if family not in families:
         raise ConfigError([f"synth-model: unknown family `{family}`; one of {', '.join(families)}"])
     trainer = require_trainer(sd_scripts)

@@ -6,6 +6,7 @@ Usage (inside the trainer environment: torch, transformers, diffusers, accelerat
 
     python -m lorakit.synth.build sdxl OUTDIR --sd-scripts PATH [--bpe FILE] [--device cuda]
     python -m lorakit.synth.build sd3.5-medium OUTDIR --sd-scripts PATH
+    python -m lorakit.synth.build flux-dev OUTDIR --sd-scripts PATH [--fp8] [--blocks 2 4]
 
 What is written under OUTDIR:
 
@@ -16,8 +17,9 @@ What is written under OUTDIR:
   ``model.diffusion_model.*`` + VAE as ``first_stage_model.*``), and ``clip_l.safetensors``,
   ``clip_g.safetensors``, ``t5xxl_fp16.safetensors`` (plain transformers state-dict keys).
   Text-encoder files already present are reused, so medium and large can share one folder.
+* ``flux-dev``: see ``lorakit.synth.flux`` (transformer, AE, and the clip_l / t5xxl files above).
 * ``tokenizers/``: the folder to pass as ``--tokenizer_cache_dir`` (CLIP-L, CLIP-bigG and,
-  for SD 3.5, a small T5 tokenizer whose ids stay below 32128).
+  for SD 3.5 and Flux, a small T5 tokenizer whose ids stay below 32128).
 * ``synth.json``: what was written (files, sizes, parameter counts, seed, seconds).
 
 All weights are random (seeded): matrices ~ N(0, (gain / sqrt(fan_in))^2), norm scales 1,
@@ -38,8 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from lorakit.fs import atomic_path
-
-FAMILIES = ("sdxl", "sd3.5-medium", "sd3.5-large")
+from lorakit.synth import FAMILIES
 
 CLIP_L_ID = "openai/clip-vit-large-patch14"
 CLIP_G_ID = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"
@@ -330,6 +331,25 @@ def build_tokenizers(cache_dir: Path, *, t5: bool, bpe: Path | None = None) -> d
 # --------------------------------------------------------------------------- random weights
 
 
+def fill_param(name: str, p: Any, *, device: str, gen: Any, gain: float) -> None:
+    """Fill one parameter tensor in place: matrices ~ N(0, (gain / sqrt(fan_in))^2), biases 0,
+    1-D scales 1. Call under ``torch.no_grad()``."""
+    import torch
+
+    if p.ndim >= 2:
+        fan_in = math.prod(p.shape[1:])
+        std = gain / math.sqrt(fan_in)
+        # fill in fp32 chunks along dim 0 so huge embeddings don't need a full fp32 copy
+        rows = max(1, (1 << 26) // max(1, fan_in))
+        for s in range(0, p.shape[0], rows):
+            chunk = p[s : s + rows]
+            chunk.copy_(torch.randn(chunk.shape, generator=gen, device=device) * std)
+    elif name.endswith("bias"):
+        p.zero_()
+    else:  # 1-D scales (LayerNorm/GroupNorm/RMSNorm weights) and odd scalars
+        p.fill_(1.0)
+
+
 def _fill_random(
     module: Any, *, device: str, dtype: Any, gen: Any, gain: float, buffer_hook: Any = None
 ) -> dict[str, Any]:
@@ -343,18 +363,7 @@ def _fill_random(
     with torch.no_grad():
         for name, p in module.named_parameters():
             n_params += p.numel()
-            if p.ndim >= 2:
-                fan_in = math.prod(p.shape[1:])
-                std = gain / math.sqrt(fan_in)
-                # fill in fp32 chunks along dim 0 so huge embeddings don't need a full fp32 copy
-                rows = max(1, (1 << 26) // max(1, fan_in))
-                for s in range(0, p.shape[0], rows):
-                    chunk = p[s : s + rows]
-                    chunk.copy_(torch.randn(chunk.shape, generator=gen, device=device) * std)
-            elif name.endswith("bias"):
-                p.zero_()
-            else:  # 1-D scales (LayerNorm/GroupNorm/RMSNorm weights) and odd scalars
-                p.fill_(1.0)
+            fill_param(name, p, device=device, gen=gen, gain=gain)
         for name, b in module.named_buffers():
             if buffer_hook is not None and buffer_hook(name, b):
                 continue
@@ -499,16 +508,28 @@ def _build_sd35(family: str, out: Path, device: str, seed: int, gain: float) -> 
     del sd
 
     # text encoders (shared between medium and large: reused when present)
-    te_files = {
-        "clip_l": out / "clip_l.safetensors",
-        "clip_g": out / "clip_g.safetensors",
-        "t5xxl": out / "t5xxl_fp16.safetensors",
-    }
+    result.update(write_text_encoders(out, ("clip_l", "clip_g", "t5xxl"), result["parts"], device, g, gain))
+    return result
+
+
+TE_FILES = {"clip_l": "clip_l.safetensors", "clip_g": "clip_g.safetensors", "t5xxl": "t5xxl_fp16.safetensors"}
+
+
+def write_text_encoders(
+    out: Path, keys: tuple[str, ...], parts: dict[str, Any], device: str, g: Any, gain: float
+) -> dict[str, str]:
+    """Write the fp16 text-encoder files named by ``keys`` (plain transformers keys; CLIP-L with
+    its projection), reusing valid files already in ``out``; returns ``{key: path}`` and records
+    each part in ``parts``. SD 3.5 and Flux.1 share these files."""
+    import torch
+
+    result: dict[str, str] = {}
     half = torch.float16
-    for key, path in te_files.items():
+    for key in keys:
+        path = out / TE_FILES[key]
         result[key] = str(path)
         if _valid_safetensors(path):
-            result["parts"][key] = {"reused": True}
+            parts[key] = {"reused": True}
             continue
         if key == "t5xxl":
             from transformers import T5Config, T5EncoderModel
@@ -518,11 +539,11 @@ def _build_sd35(family: str, out: Path, device: str, seed: int, gain: float) -> 
         else:
             te_l, te_g = _clip_models(with_projection_l=True)
             model = te_l if key == "clip_l" else te_g
-        result["parts"][key] = _fill_random(model, device=device, dtype=half, gen=g, gain=gain)
+        parts[key] = _fill_random(model, device=device, dtype=half, gen=g, gain=gain)
         # clone every entry: tied weights (T5 shared / embed_tokens) become separate tensors
         sd = _state_to_cpu(model.state_dict())
         del model
-        result["parts"][key]["bytes"] = _save(sd, path, {"lorakit_synth": key})
+        parts[key]["bytes"] = _save(sd, path, {"lorakit_synth": key})
         del sd
     return result
 
@@ -536,8 +557,12 @@ def build(
     seed: int = 0,
     device: str | None = None,
     gain: float = DEFAULT_GAIN,
+    blocks: tuple[int, int] | None = None,
+    fp8: bool = False,
 ) -> dict[str, Any]:
-    """Build the random-weight model(s) for ``family`` into ``out``; returns what ``synth.json`` holds."""
+    """Build the random-weight model(s) for ``family`` into ``out``; returns what ``synth.json`` holds.
+
+    ``blocks`` / ``fp8``: flux-dev only (a reduced (double, single) depth; the transformer in fp8)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
     out = Path(out)
@@ -552,9 +577,16 @@ def build(
 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer_dir = out / "tokenizers"
-    toks = build_tokenizers(tokenizer_dir, t5=family.startswith("sd3"), bpe=bpe)
+    toks = build_tokenizers(tokenizer_dir, t5=family != "sdxl", bpe=bpe)
     with torch.inference_mode(False):
-        res = _build_sdxl(out, dev, seed, gain) if family == "sdxl" else _build_sd35(family, out, dev, seed, gain)
+        if family == "flux-dev":  # issue 14 hook; the family registry may move this dispatch
+            from lorakit.synth.flux import build_flux
+
+            res = build_flux(out, dev, seed, gain, blocks=blocks, fp8=fp8)
+        elif family == "sdxl":
+            res = _build_sdxl(out, dev, seed, gain)
+        else:
+            res = _build_sd35(family, out, dev, seed, gain)
     if dev.startswith("cuda"):
         torch.cuda.empty_cache()
     info: dict[str, Any] = {
@@ -591,12 +623,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     ap.add_argument("--gain", type=float, default=DEFAULT_GAIN)
     ap.add_argument("--tokenizers-only", action="store_true", help="write only the tokenizer cache")
+    ap.add_argument("--blocks", type=int, nargs=2, metavar=("DOUBLE", "SINGLE"), help="flux-dev: reduced depth")
+    ap.add_argument("--fp8", action="store_true", help="flux-dev: write the transformer in float8_e4m3fn")
     a = ap.parse_args(argv)
+    if (a.blocks or a.fp8) and a.family != "flux-dev":
+        ap.error("--blocks and --fp8 apply to flux-dev only")
     if a.tokenizers_only:
-        toks = build_tokenizers(a.out / "tokenizers", t5=a.family.startswith("sd3"), bpe=a.bpe)
+        toks = build_tokenizers(a.out / "tokenizers", t5=a.family != "sdxl", bpe=a.bpe)
         print(json.dumps(toks, indent=2))
         return 0
-    info = build(a.family, a.out, a.sd_scripts, bpe=a.bpe, seed=a.seed, device=a.device, gain=a.gain)
+    blocks = (a.blocks[0], a.blocks[1]) if a.blocks else None
+    info = build(
+        a.family, a.out, a.sd_scripts, bpe=a.bpe, seed=a.seed, device=a.device, gain=a.gain, blocks=blocks, fp8=a.fp8
+    )
     print(json.dumps({k: v for k, v in info.items() if k != "parts"}, indent=2))
     return 0
 
