@@ -4,12 +4,13 @@ Runs inside an sd-scripts environment (torch, transformers, accelerate); CPU is 
 
   python scripts/flux_synth_check.py SD_SCRIPTS_DIR OUT [--blocks 2 4] [--fp8] [--t5] [--device cpu]
 
-Checks, each against sd-scripts' loaders (library/flux_utils.py): the transformer is taken for dev
-(not schnell) at the written depth and logs ``Loaded Flux: <All keys matched successfully>``; the
-AE logs ``Loaded AE: <All keys matched successfully>``; CLIP-L (and T5 with ``--t5``: 9.5 GB)
-load with no missing key; ``--fp8``: the transformer loads as ``float8_e4m3fn``. A forward pass of
-the transformer gives finite numbers. Prints one JSON line and exits 0, or exits 1 with the
-failed checks.
+Checks the pure key tables of lorakit.synth.flux at full dev size against sd-scripts' classes
+(transformer state dict, the 304 default LoRA targets); then, each against sd-scripts' loaders
+(library/flux_utils.py): the transformer is taken for dev (not schnell) at the written depth and
+logs ``Loaded Flux: <All keys matched successfully>``; the AE logs ``Loaded AE: <All keys matched
+successfully>``; CLIP-L (and T5 with ``--t5``: 9.5 GB) load with no missing key; ``--fp8``: the
+transformer loads as ``float8_e4m3fn``. A forward pass of the transformer gives finite numbers.
+Prints one JSON line and exits 0, or exits 1 with the failed checks.
 """
 
 from __future__ import annotations
@@ -66,9 +67,24 @@ def main() -> int:
 
     _torchvision_stand_in()  # library.utils imports torchvision.transforms; no check here uses it
     import torch
-    from library import flux_utils
+    from library import flux_models, flux_utils
 
-    from lorakit.synth.flux import build_flux
+    from lorakit.synth.build import _meta
+    from lorakit.synth.flux import _check_against_sd_scripts, build_flux, lora_modules, transformer_layout
+
+    failed: list[str] = []
+    # the pure tables at full dev size against sd-scripts' own classes (meta device: no memory)
+    full = _meta(lambda: flux_models.Flux(flux_models.configs["dev"].params))
+    _check_against_sd_scripts(full, transformer_layout(), "Flux transformer (full dev)")
+    linears = {
+        "lora_unet_" + f"{blocks_name}.{i}.{name}".replace(".", "_"): (m.in_features, m.out_features)
+        for blocks_name in ("double_blocks", "single_blocks")
+        for i, block in enumerate(getattr(full, blocks_name))
+        for name, m in block.named_modules()
+        if type(m).__name__ == "Linear"
+    }
+    if linears != lora_modules():
+        failed.append("lora_modules() differs from the Linear modules of the double/single blocks")
 
     tes = ("clip_l", "t5xxl") if a.t5 else ("clip_l",)
     blocks = (a.blocks[0], a.blocks[1])
@@ -77,7 +93,6 @@ def main() -> int:
 
     lines = _Lines()
     logging.getLogger("library.flux_utils").addHandler(lines)
-    failed: list[str] = []
     dtype = None if a.fp8 else torch.bfloat16  # as flux_train_network.py loads it under --fp8_base
     is_schnell, model = flux_utils.load_flow_model(res["checkpoint"], dtype, "cpu")
     if is_schnell:

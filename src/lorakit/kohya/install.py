@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lorakit.errors import EnvironmentProblem
 
-TRAIN_SCRIPTS = ("train_network.py", "sdxl_train_network.py", "sd3_train_network.py")
+TRAIN_SCRIPTS = ("train_network.py", "sdxl_train_network.py", "sd3_train_network.py", "flux_train_network.py")
 
 
 @dataclass(frozen=True)
