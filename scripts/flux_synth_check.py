@@ -8,9 +8,10 @@ Checks the pure key tables of lorakit.synth.flux at full dev size against sd-scr
 (transformer state dict, the 304 default LoRA targets); then, each against sd-scripts' loaders
 (library/flux_utils.py): the transformer is taken for dev (not schnell) at the written depth and
 logs ``Loaded Flux: <All keys matched successfully>``; the AE logs ``Loaded AE: <All keys matched
-successfully>``; CLIP-L (and T5 with ``--t5``: 9.5 GB) load with no missing key; ``--fp8``: the
-transformer loads as ``float8_e4m3fn``. A forward pass of the transformer gives finite numbers.
-Prints one JSON line and exits 0, or exits 1 with the failed checks.
+successfully>``; CLIP-L (and T5 with ``--t5``: 9.5 GB) load with no missing key; ``--bpe``:
+FluxTokenizeStrategy tokenizes offline from the written cache; ``--fp8``: the transformer loads
+as ``float8_e4m3fn``. A forward pass of the transformer gives finite numbers. Prints one JSON
+line and exits 0, or exits 1 with the failed checks.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main() -> int:
     ap.add_argument("--fp8", action="store_true")
     ap.add_argument("--t5", action="store_true", help="also write and load the full-size T5-XXL (9.5 GB)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bpe", type=Path, help="CLIP's BPE file: also write the tokenizer cache and tokenize offline")
     a = ap.parse_args()
     sd_scripts = a.sd_scripts.resolve()
     sys.path.insert(0, str(sd_scripts))
@@ -119,6 +121,16 @@ def main() -> int:
         line = next((ln for ln in lines.lines if ln.startswith(f"Loaded {what}:")), None)
         if line is None or ("missing_keys=[]" not in line and "All keys matched" not in line):
             failed.append(f"{what}: {line}")
+    if a.bpe is not None:
+        from library import strategy_flux
+
+        from lorakit.synth.build import build_tokenizers
+
+        build_tokenizers(a.out / "tokenizers", t5=True, bpe=a.bpe)
+        tok = strategy_flux.FluxTokenizeStrategy(512, tokenizer_cache_dir=str(a.out / "tokenizers"))
+        l_ids, t5_ids, _mask = tok.tokenize("a photo of a cat, detailed")
+        if tuple(l_ids.shape) != (1, 77) or tuple(t5_ids.shape) != (1, 512) or int(t5_ids.max()) >= 32128:
+            failed.append(f"offline tokenizers: CLIP-L {tuple(l_ids.shape)}, T5 {tuple(t5_ids.shape)}")
     summary = {
         "ok": not failed,
         "failed": failed,

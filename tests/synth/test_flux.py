@@ -1,7 +1,8 @@
 """The synthetic Flux.1 [dev] set: its key layout (pure, pinned against the numbers of
 docs/research/flux.md §2.1 and §3), the streamed safetensors header, the synth-model wiring, and,
 where a trainer Python is given, a reduced-depth build loaded by sd-scripts' own loaders:
-  LORAKIT_TEST_SD_SCRIPTS=/path/to/sd-scripts LORAKIT_TEST_TRAINER_PYTHON=/path/to/python pytest
+  LORAKIT_TEST_SD_SCRIPTS=/path/to/sd-scripts LORAKIT_TEST_TRAINER_PYTHON=/path/to/python \
+  [LORAKIT_CLIP_BPE=/path/to/bpe_simple_vocab_16e6.txt.gz] pytest tests/synth
 (CI has no torch: those are skipped there)."""
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from lorakit.gpu.arch import CLIP_L_PROJ_PARAMS, SD3_VAE_PARAMS, T5XXL_PARAMS
 from lorakit.kohya.install import TRAIN_SCRIPTS
 from lorakit.synth.flux import (
+    AE_BYTES,
     DEV,
+    TE_BYTES,
     FluxDims,
     ae_layout,
     lora_modules,
@@ -103,6 +107,11 @@ def test_ae_layout_matches_the_fact_sheet() -> None:
     assert all(k.startswith(("encoder.", "decoder.")) for k in ae)
 
 
+def test_free_space_sizes_agree_with_the_parameter_counts() -> None:
+    assert AE_BYTES == param_count(ae_layout()) * 4 == SD3_VAE_PARAMS * 4  # fp32, like the published ae
+    assert TE_BYTES == {"clip_l": CLIP_L_PROJ_PARAMS * 2, "t5xxl": T5XXL_PARAMS * 2}  # the SD 3.5 fp16 files
+
+
 def test_default_lora_modules() -> None:
     mods = lora_modules()
     assert len(mods) == 304 == 19 * 10 + 38 * 3
@@ -176,6 +185,8 @@ def test_build_main_refuses_flux_options_for_other_families(tmp_path: Path) -> N
 @pytest.mark.parametrize("extra", [(), ("--fp8", "--blocks", "1", "2")], ids=["bf16-2x4", "fp8-1x2"])
 def test_reduced_depth_build_loads_in_sd_scripts(tmp_path: Path, extra: tuple[str, ...]) -> None:
     assert SD_SCRIPTS and PYTHON
+    bpe = os.environ.get("LORAKIT_CLIP_BPE")  # also checks the offline tokenizer cache when given
+    extra += ("--bpe", bpe) if bpe and not extra else ()
     proc = subprocess.run(
         [PYTHON, str(REPO / "scripts" / "flux_synth_check.py"), SD_SCRIPTS, str(tmp_path / "flux"), *extra],
         capture_output=True,
@@ -187,10 +198,11 @@ def test_reduced_depth_build_loads_in_sd_scripts(tmp_path: Path, extra: tuple[st
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["ok"] and "Loaded Flux: <All keys matched successfully>" in summary["loaded"]
     assert "Loaded AE: <All keys matched successfully>" in summary["loaded"]
-    blocks = (1, 2) if extra else (2, 4)
+    fp8 = "--fp8" in extra
+    blocks = (1, 2) if fp8 else (2, 4)
     assert summary["blocks"] == list(blocks)
     dims = FluxDims(depth=blocks[0], depth_single_blocks=blocks[1])
-    per_value = 1 if extra else 2
+    per_value = 1 if fp8 else 2
     header, data = safetensors_header(transformer_layout(dims), summary["dtype"])
     assert data == param_count(transformer_layout(dims)) * per_value
     assert 0 <= summary["checkpoint_bytes"] - (len(header) + data) < 200  # + the __metadata__ entry

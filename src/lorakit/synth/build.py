@@ -608,7 +608,7 @@ def build(
             all_info = json.loads(meta_path.read_text())
         except ValueError:
             all_info = {}
-    all_info[family] = info
+    all_info[family + ("-fp8" if fp8 else "")] = info  # a flux-dev fp8 build sits beside the bf16 one
     meta_path.write_text(json.dumps(all_info, indent=2))
     return info
 

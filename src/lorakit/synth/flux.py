@@ -5,7 +5,8 @@ Files written under OUT (by ``python -m lorakit.synth.build flux-dev OUT --sd-sc
 
 * ``flux1-dev_synth.safetensors``: the transformer, BFL keys without a prefix (``img_in.*``,
   ``double_blocks.N.*``, ``single_blocks.M.*``, ``guidance_in.*`` kept so the file counts as
-  dev, not schnell), bf16 (23.8 GB at full depth) or ``float8_e4m3fn`` (11.9 GB, ``--fp8``).
+  dev, not schnell), bf16 (23.8 GB at full depth); with ``--fp8``
+  ``flux1-dev-fp8_synth.safetensors`` in ``float8_e4m3fn`` (11.9 GB) instead.
   It is streamed tensor by tensor: the whole model is never held in memory.
 * ``ae_synth.safetensors``: the BFL autoencoder (``encoder.*`` / ``decoder.*``), fp32 like the
   published ``ae.safetensors``.
@@ -34,6 +35,7 @@ from typing import Any, BinaryIO
 from lorakit.fs import atomic_path
 
 TRANSFORMER_FILE = "flux1-dev_synth.safetensors"
+TRANSFORMER_FP8_FILE = "flux1-dev-fp8_synth.safetensors"  # beside the bf16 one: both share the other files
 AE_FILE = "ae_synth.safetensors"
 
 
@@ -74,6 +76,10 @@ class AEDims:
 
 DEV = FluxDims()
 DEV_AE = AEDims()
+
+# bytes of the files written beside the transformer (fp32 AE; fp16 CLIP-L with projection, T5-XXL)
+AE_BYTES = 83_819_683 * 4
+TE_BYTES = {"clip_l": 123_650_304 * 2, "t5xxl": 4_762_310_656 * 2}
 
 Shape = tuple[int, ...]
 
@@ -300,6 +306,19 @@ def _check_against_sd_scripts(model: Any, layout: dict[str, Shape], what: str) -
         raise RuntimeError(f"{what}: sd-scripts' layout differs (missing {missing}, extra {extra}, shapes {diff})")
 
 
+def _check_free_space(out: Path, layout: dict[str, Shape], dtype: str, text_encoders: tuple[str, ...]) -> None:
+    """Refuse before writing when ``out`` cannot hold the set (the full bf16 set is ~34 GB)."""
+    import shutil
+
+    from lorakit.synth.build import TE_FILES, _valid_safetensors
+
+    _, data = safetensors_header(layout, dtype)
+    need = data + AE_BYTES + sum(TE_BYTES[k] for k in text_encoders if not _valid_safetensors(out / TE_FILES[k]))
+    free = shutil.disk_usage(out).free
+    if free < need * 1.01:
+        raise OSError(f"the flux-dev set needs {need / 1e9:.1f} GB free in {out}, which has {free / 1e9:.1f} GB")
+
+
 def build_flux(
     out: Path,
     device: str,
@@ -337,10 +356,13 @@ def build_flux(
     layout = transformer_layout(dims)
     _check_against_sd_scripts(_meta(lambda: flux_models.Flux(params)), layout, "Flux transformer")
 
+    ckpt = out / (TRANSFORMER_FP8_FILE if fp8 else TRANSFORMER_FILE)
+    dtype_name = "float8_e4m3fn" if fp8 else "bfloat16"
+    _check_free_space(out, layout, dtype_name, text_encoders)
+
     g = _generator(device, seed)
     result: dict[str, Any] = {"parts": {}, "blocks": [depth, single]}
     save_dtype = torch.float8_e4m3fn if fp8 else torch.bfloat16
-    dtype_name = "float8_e4m3fn" if fp8 else "bfloat16"
 
     def produce(name: str, shape: Shape) -> Any:
         t = torch.empty(shape, dtype=torch.bfloat16, device=device)
@@ -348,7 +370,6 @@ def build_flux(
             fill_param(name, t, device=device, gen=g, gain=gain)
         return t.to(save_dtype).cpu()
 
-    ckpt = out / TRANSFORMER_FILE
     meta = {"lorakit_synth": "flux-dev", "blocks": f"{depth},{single}"}
     result["checkpoint"] = str(ckpt)
     result["checkpoint_bytes"] = write_streamed(ckpt, layout, dtype_name, produce, meta)
