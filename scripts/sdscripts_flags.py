@@ -3,7 +3,8 @@
 Runs inside an sd-scripts environment (torch, transformers, diffusers installed):
 
   python scripts/sdscripts_flags.py dump SD_SCRIPTS_DIR [--commit SHA] [--out FILE]
-      writes every flag that sdxl_train_network.py / sd3_train_network.py / train_network.py
+      writes every flag that sdxl_train_network.py / sd3_train_network.py / flux_train_network.py /
+      train_network.py
       accept (name, type, choices, nargs, kind) to src/lorakit/kohya/flags/sd-scripts.json
   python scripts/sdscripts_flags.py check SD_SCRIPTS_DIR SCRIPT -- ARGS...
       parses ARGS with SCRIPT's own setup_parser(); exit 0 and "ok", or exit 2 with argparse's error
@@ -30,6 +31,7 @@ SCRIPTS = {
     "train_network.py": "train_network",
     "sdxl_train_network.py": "sdxl_train_network",
     "sd3_train_network.py": "sd3_train_network",
+    "flux_train_network.py": "flux_train_network",
 }
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "src" / "lorakit" / "kohya" / "flags" / "sd-scripts.json"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lorakit.kohya.install import TRAIN_SCRIPTS
 from tests.conftest import EXAMPLE, make_kohya_dataset, tree_bytes
 from tests.core.test_cli_errors import assert_clean_error
 
@@ -18,7 +19,7 @@ from tests.core.test_cli_errors import assert_clean_error
 def _sd_scripts(root: Path) -> Path:
     sd = root / "sd-scripts"
     (sd / "library").mkdir(parents=True)
-    for name in ("train_network.py", "sdxl_train_network.py", "sd3_train_network.py"):
+    for name in TRAIN_SCRIPTS:
         (sd / name).write_text("# stand-in\n", encoding="utf-8")
     return sd
 

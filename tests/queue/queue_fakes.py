@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lorakit.kohya.install import TRAIN_SCRIPTS
+
 FAKE_LAUNCH = """
 import json, os, runpy, sys
 args = sys.argv[1:]
@@ -97,7 +99,7 @@ class FakeInstall:
         self.plan_file = root / "plan.json"
         self.record_file = root / "record.jsonl"
         self.checkpoint = root / "base.safetensors"
-        for name in ("train_network.py", "sdxl_train_network.py", "sd3_train_network.py"):
+        for name in TRAIN_SCRIPTS:
             (self.sd_scripts / name).parent.mkdir(parents=True, exist_ok=True)
             (self.sd_scripts / name).write_text(FAKE_TRAINER, encoding="utf-8")
         (self.sd_scripts / "library").mkdir()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lorakit.kohya.install import TRAIN_SCRIPTS
 from lorakit.run.runner import Child
 
 HERE = Path(__file__).resolve().parent
@@ -52,7 +53,7 @@ def stand_in_trainer_env(env: dict[str, str], tmp_path: Path, script: Path) -> d
     LORAKIT_PYTHON; FAKE_CKPT names a placeholder base model file."""
     sd = tmp_path / "sd-scripts"
     (sd / "library").mkdir(parents=True)
-    for name in ("train_network.py", "sdxl_train_network.py", "sd3_train_network.py"):
+    for name in TRAIN_SCRIPTS:
         (sd / name).write_text("# stand-in\n", encoding="utf-8")
     py = tmp_path / "bin" / "python"
     py.parent.mkdir()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lorakit.kohya.install import TRAIN_SCRIPTS
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
     "GIT_AUTHOR_EMAIL": "t@example.invalid",
@@ -18,7 +20,7 @@ GIT_ENV = {
 
 def make_fake_sd_scripts(root: Path, *, git: bool = True) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    for name in ("train_network.py", "sdxl_train_network.py", "sd3_train_network.py"):
+    for name in TRAIN_SCRIPTS:
         (root / name).write_text("print('fake sd-scripts')\n", encoding="utf-8")
     (root / "library").mkdir(exist_ok=True)
     (root / "library" / "__init__.py").write_text("", encoding="utf-8")

@@ -46,7 +46,8 @@ Examples:
 SYNTH_HELP = """Write a random-weight base model with the exact key layout sd-scripts loads.
 
 Runs in the trainer's Python (torch, transformers, diffusers). SDXL: one 6.9 GB file; SD 3.5:
-the MMDiT+VAE file plus clip_l, clip_g and t5xxl files; and an offline tokenizer folder for
+the MMDiT+VAE file plus clip_l, clip_g and t5xxl files; Flux.1 [dev] (flux-dev): the 23.8 GB
+transformer, ae, clip_l and t5xxl files (about 34 GB); and an offline tokenizer folder for
 model.tokenizer_cache_dir. Useful to check that a setup trains, how fast and in how much
 memory, before downloading the real weights. The weights are noise: the LoRA learns nothing.
 """
@@ -266,6 +267,13 @@ def synth_model(
     seed: int = typer.Option(0, "--seed", help="Random seed of the weights."),
     device: str | None = typer.Option(None, "--device", help="cuda or cpu (default: cuda if available)."),
     bpe: Path | None = typer.Option(None, "--bpe", help="CLIP bpe_simple_vocab_16e6.txt.gz (default: search)."),
+    blocks: str | None = typer.Option(
+        None,
+        "--blocks",
+        help="DOUBLE,SINGLE: a smaller test model of that depth (families that take it).",
+        metavar="D,S",
+    ),
+    fp8: bool = typer.Option(False, "--fp8", help="Write the transformer in float8_e4m3fn (families that take it)."),
 ) -> None:
     import subprocess
 
@@ -276,9 +284,22 @@ def synth_model(
 
     if family not in families.NAMES:
         raise ConfigError([f"synth-model: unknown family `{family}`; one of {', '.join(families.NAMES)}"])
+    takes = families.get(family).synth.options
+    extra: list[str] = []
+    if blocks is not None:
+        parts = blocks.replace(" ", "").split(",")
+        if "blocks" not in takes or len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            why = f"{family} has no reduced-depth build" if "blocks" not in takes else "give two counts, e.g. 2,4"
+            raise ConfigError([f"synth-model --blocks {blocks}: {why}"])
+        extra += ["--blocks", *parts]
+    if fp8:
+        if "fp8" not in takes:
+            raise ConfigError([f"synth-model --fp8: {family} has no fp8 build"])
+        extra.append("--fp8")
     trainer = require_trainer(sd_scripts)
     argv = [trainer.python, "-m", "lorakit.synth.build", family, str(out), "--sd-scripts", str(trainer.sd_scripts)]
     argv += ["--seed", str(seed)] + (["--device", device] if device else []) + (["--bpe", str(bpe)] if bpe else [])
+    argv += extra
     src = str(Path(lorakit.__file__).resolve().parent.parent)  # lorakit need not be installed there
     env = child_env(python=False, python_path=(src, str(trainer.sd_scripts)))
     created = not out.exists()

@@ -59,6 +59,7 @@ class Synth:
     builder: str  # a key of synth.build.BUILDERS
     t5_tokenizer: bool  # the tokenizer cache also needs a T5 tokenizer
     variant: str = ""  # which of the builder's layouts (SD 3.5: "medium", "large")
+    options: frozenset[str] = frozenset()  # builder options it takes: "blocks" (reduced depth), "fp8"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from pathlib import Path
 from lorakit import families
 from lorakit.errors import EnvironmentProblem
 
-# train_network.py (the base every family script imports) and each registered family's script
 # what makes a folder an sd-scripts checkout; a family's own script is checked when a run of that
 # family is planned (lorakit/planning.py), so an older checkout still trains the families it has
 TRAIN_SCRIPTS = ("train_network.py", families.get(families.DEFAULT).script)

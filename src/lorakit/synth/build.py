@@ -6,6 +6,7 @@ Usage (inside the trainer environment: torch, transformers, diffusers, accelerat
 
     python -m lorakit.synth.build sdxl OUTDIR --sd-scripts PATH [--bpe FILE] [--device cuda]
     python -m lorakit.synth.build sd3.5-medium OUTDIR --sd-scripts PATH
+    python -m lorakit.synth.build flux-dev OUTDIR --sd-scripts PATH [--fp8] [--blocks 2 4]
 
 What is written under OUTDIR:
 
@@ -16,8 +17,9 @@ What is written under OUTDIR:
   ``model.diffusion_model.*`` + VAE as ``first_stage_model.*``), and ``clip_l.safetensors``,
   ``clip_g.safetensors``, ``t5xxl_fp16.safetensors`` (plain transformers state-dict keys).
   Text-encoder files already present are reused, so medium and large can share one folder.
+* ``flux-dev``: see ``lorakit.synth.flux`` (transformer, AE, and the clip_l / t5xxl files above).
 * ``tokenizers/``: the folder to pass as ``--tokenizer_cache_dir`` (CLIP-L, CLIP-bigG and,
-  for SD 3.5, a small T5 tokenizer whose ids stay below 32128).
+  for SD 3.5 and Flux, a small T5 tokenizer whose ids stay below 32128).
 * ``synth.json``: what was written (files, sizes, parameter counts, seed, seconds).
 
 All weights are random (seeded): matrices ~ N(0, (gain / sqrt(fan_in))^2), norm scales 1,
@@ -332,6 +334,25 @@ def build_tokenizers(cache_dir: Path, *, t5: bool, bpe: Path | None = None) -> d
 # --------------------------------------------------------------------------- random weights
 
 
+def fill_param(name: str, p: Any, *, device: str, gen: Any, gain: float) -> None:
+    """Fill one parameter tensor in place: matrices ~ N(0, (gain / sqrt(fan_in))^2), biases 0,
+    1-D scales 1. Call under ``torch.no_grad()``."""
+    import torch
+
+    if p.ndim >= 2:
+        fan_in = math.prod(p.shape[1:])
+        std = gain / math.sqrt(fan_in)
+        # fill in fp32 chunks along dim 0 so huge embeddings don't need a full fp32 copy
+        rows = max(1, (1 << 26) // max(1, fan_in))
+        for s in range(0, p.shape[0], rows):
+            chunk = p[s : s + rows]
+            chunk.copy_(torch.randn(chunk.shape, generator=gen, device=device) * std)
+    elif name.endswith("bias"):
+        p.zero_()
+    else:  # 1-D scales (LayerNorm/GroupNorm/RMSNorm weights) and odd scalars
+        p.fill_(1.0)
+
+
 def _fill_random(
     module: Any, *, device: str, dtype: Any, gen: Any, gain: float, buffer_hook: Any = None
 ) -> dict[str, Any]:
@@ -345,18 +366,7 @@ def _fill_random(
     with torch.no_grad():
         for name, p in module.named_parameters():
             n_params += p.numel()
-            if p.ndim >= 2:
-                fan_in = math.prod(p.shape[1:])
-                std = gain / math.sqrt(fan_in)
-                # fill in fp32 chunks along dim 0 so huge embeddings don't need a full fp32 copy
-                rows = max(1, (1 << 26) // max(1, fan_in))
-                for s in range(0, p.shape[0], rows):
-                    chunk = p[s : s + rows]
-                    chunk.copy_(torch.randn(chunk.shape, generator=gen, device=device) * std)
-            elif name.endswith("bias"):
-                p.zero_()
-            else:  # 1-D scales (LayerNorm/GroupNorm/RMSNorm weights) and odd scalars
-                p.fill_(1.0)
+            fill_param(name, p, device=device, gen=gen, gain=gain)
         for name, b in module.named_buffers():
             if buffer_hook is not None and buffer_hook(name, b):
                 continue
@@ -501,16 +511,28 @@ def _build_sd35(name: str, variant: str, out: Path, device: str, seed: int, gain
     del sd
 
     # text encoders (shared between medium and large: reused when present)
-    te_files = {
-        "clip_l": out / "clip_l.safetensors",
-        "clip_g": out / "clip_g.safetensors",
-        "t5xxl": out / "t5xxl_fp16.safetensors",
-    }
+    result.update(write_text_encoders(out, ("clip_l", "clip_g", "t5xxl"), result["parts"], device, g, gain))
+    return result
+
+
+TE_FILES = {"clip_l": "clip_l.safetensors", "clip_g": "clip_g.safetensors", "t5xxl": "t5xxl_fp16.safetensors"}
+
+
+def write_text_encoders(
+    out: Path, keys: tuple[str, ...], parts: dict[str, Any], device: str, g: Any, gain: float
+) -> dict[str, str]:
+    """Write the fp16 text-encoder files named by ``keys`` (plain transformers keys; CLIP-L with
+    its projection), reusing valid files already in ``out``; returns ``{key: path}`` and records
+    each part in ``parts``. SD 3.5 and Flux.1 share these files."""
+    import torch
+
+    result: dict[str, str] = {}
     half = torch.float16
-    for key, path in te_files.items():
+    for key in keys:
+        path = out / TE_FILES[key]
         result[key] = str(path)
         if _valid_safetensors(path):
-            result["parts"][key] = {"reused": True}
+            parts[key] = {"reused": True}
             continue
         if key == "t5xxl":
             from transformers import T5Config, T5EncoderModel
@@ -520,20 +542,29 @@ def _build_sd35(name: str, variant: str, out: Path, device: str, seed: int, gain
         else:
             te_l, te_g = _clip_models(with_projection_l=True)
             model = te_l if key == "clip_l" else te_g
-        result["parts"][key] = _fill_random(model, device=device, dtype=half, gen=g, gain=gain)
+        parts[key] = _fill_random(model, device=device, dtype=half, gen=g, gain=gain)
         # clone every entry: tied weights (T5 shared / embed_tokens) become separate tensors
         sd = _state_to_cpu(model.state_dict())
         del model
-        result["parts"][key]["bytes"] = _save(sd, path, {"lorakit_synth": key})
+        parts[key]["bytes"] = _save(sd, path, {"lorakit_synth": key})
         del sd
     return result
 
 
+def _build_flux(
+    name: str, variant: str, out: Path, device: str, seed: int, gain: float, **options: Any
+) -> dict[str, Any]:
+    from lorakit.synth.flux import build_flux
+
+    return build_flux(out, device, seed, gain, blocks=options.get("blocks"), fp8=bool(options.get("fp8")))
+
+
 # Synth.builder (lorakit/families/) → the function that writes that layout: (family name,
-# Synth.variant, out, device, seed, gain) → what synth.json records.
-BUILDERS: dict[str, Callable[[str, str, Path, str, int, float], dict[str, Any]]] = {
+# Synth.variant, out, device, seed, gain, **Synth.options given) → what synth.json records.
+BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "single-file-unet": _build_sdxl,
     "mmdit-split-encoders": _build_sd35,
+    "flux": _build_flux,
 }
 
 
@@ -546,8 +577,13 @@ def build(
     seed: int = 0,
     device: str | None = None,
     gain: float = DEFAULT_GAIN,
+    blocks: tuple[int, int] | None = None,
+    fp8: bool = False,
 ) -> dict[str, Any]:
-    """Build the random-weight model(s) for ``family`` into ``out``; returns what ``synth.json`` holds."""
+    """Build the random-weight model(s) for ``family`` into ``out``; returns what ``synth.json`` holds.
+
+    ``blocks`` / ``fp8``: for a family whose ``Synth.options`` name them (a reduced (double,
+    single) depth; the transformer in fp8)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
     out = Path(out)
@@ -564,8 +600,9 @@ def build(
     tokenizer_dir = out / "tokenizers"
     layout = families.get(family).synth
     toks = build_tokenizers(tokenizer_dir, t5=layout.t5_tokenizer, bpe=bpe)
+    options = {k: v for k, v in (("blocks", blocks), ("fp8", fp8)) if v}
     with torch.inference_mode(False):
-        res = BUILDERS[layout.builder](family, layout.variant, out, dev, seed, gain)
+        res = BUILDERS[layout.builder](family, layout.variant, out, dev, seed, gain, **options)
     if dev.startswith("cuda"):
         torch.cuda.empty_cache()
     info: dict[str, Any] = {
@@ -587,7 +624,7 @@ def build(
             all_info = json.loads(meta_path.read_text())
         except ValueError:
             all_info = {}
-    all_info[family] = info
+    all_info[family + ("-fp8" if fp8 else "")] = info  # an fp8 build sits beside the 16-bit one
     meta_path.write_text(json.dumps(all_info, indent=2))
     return info
 
@@ -602,12 +639,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     ap.add_argument("--gain", type=float, default=DEFAULT_GAIN)
     ap.add_argument("--tokenizers-only", action="store_true", help="write only the tokenizer cache")
+    ap.add_argument("--blocks", type=int, nargs=2, metavar=("DOUBLE", "SINGLE"), help="flux-dev: reduced depth")
+    ap.add_argument("--fp8", action="store_true", help="flux-dev: write the transformer in float8_e4m3fn")
     a = ap.parse_args(argv)
+    takes = families.get(a.family).synth.options
+    for opt, value in (("blocks", a.blocks), ("fp8", a.fp8)):
+        if value and opt not in takes:
+            ap.error(f"--{opt} does not apply to {a.family}")
     if a.tokenizers_only:
         toks = build_tokenizers(a.out / "tokenizers", t5=families.get(a.family).synth.t5_tokenizer, bpe=a.bpe)
         print(json.dumps(toks, indent=2))
         return 0
-    info = build(a.family, a.out, a.sd_scripts, bpe=a.bpe, seed=a.seed, device=a.device, gain=a.gain)
+    blocks = (a.blocks[0], a.blocks[1]) if a.blocks else None
+    info = build(
+        a.family, a.out, a.sd_scripts, bpe=a.bpe, seed=a.seed, device=a.device, gain=a.gain, blocks=blocks, fp8=a.fp8
+    )
     print(json.dumps({k: v for k, v in info.items() if k != "parts"}, indent=2))
     return 0
 
