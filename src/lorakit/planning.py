@@ -116,7 +116,7 @@ def plan_resolved(loaded: LoadedSpec, warnings: list[str], trainer: Trainer, run
     """The plan of a spec already loaded and checked (``resolve_spec``): scan the dataset once
     and build the launch plan into ``run_dir``."""
     fam = loaded.spec.family
-    if trainer.found and not (trainer.sd_scripts / fam.script).is_file():
+    if trainer.found and trainer.sd_scripts.is_dir() and not (trainer.sd_scripts / fam.script).is_file():
         raise EnvironmentProblem(
             f"{trainer.sd_scripts} has no {fam.script}: this sd-scripts is older than its {fam.line} support",
             fix="update sd-scripts (lorakit setup installs the tested commit 48d368fa)",

@@ -86,7 +86,10 @@ def test_stored_coefficients_are_a_fit_of_the_current_data() -> None:
     stored = load_coefficients()
     assert COEFFICIENTS_FILE.is_file()
     refit = calibrate.fit(ROWS)
-    names = ["overhead", "sdxl", "medium", "large", "gc unet", "gc mmdit", "grad overlap"]
+    from lorakit import families
+    from lorakit.gpu.estimate import DENOISER_KINDS
+
+    names = ["overhead", *families.NAMES, *(f"gc {k}" for k in DENOISER_KINDS), "grad overlap"]
     for name, a, b in zip(names, stored.as_vector(), refit.as_vector(), strict=True):
         assert a == pytest.approx(b, rel=0.01), (
             f"{name}: stored {a} vs refit {b}; run python -m lorakit.gpu.calibrate --write"

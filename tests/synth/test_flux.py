@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lorakit.gpu.arch import CLIP_L_PROJ_PARAMS, SD3_VAE_PARAMS, T5XXL_PARAMS
+from lorakit.families.arch import CLIP_L_PROJ_PARAMS, T5XXL_PARAMS
+from lorakit.families.sd3 import SD3_VAE_PARAMS
 from lorakit.kohya.install import TRAIN_SCRIPTS
 from lorakit.synth.flux import (
     AE_BYTES,
@@ -177,7 +178,7 @@ def test_build_main_refuses_flux_options_for_other_families(tmp_path: Path) -> N
         text=True,
         check=False,
     )
-    assert proc.returncode == 2 and "flux-dev only" in proc.stderr
+    assert proc.returncode == 2 and "--fp8 does not apply to sdxl" in proc.stderr
     assert not (tmp_path / "o").exists()
 
 

@@ -46,7 +46,7 @@ Examples:
 SYNTH_HELP = """Write a random-weight base model with the exact key layout sd-scripts loads.
 
 Runs in the trainer's Python (torch, transformers, diffusers). SDXL: one 6.9 GB file; SD 3.5:
-the MMDiT+VAE file plus clip_l, clip_g and t5xxl files; Flux.1 [dev] (flux-dev): the 23.8 GB
+the MMDiT+VAE file plus clip_l, clip_g and t5xxl files; Flux.1 dev (flux-dev): the 23.8 GB
 transformer, ae, clip_l and t5xxl files (about 34 GB); and an offline tokenizer folder for
 model.tokenizer_cache_dir. Useful to check that a setup trains, how fast and in how much
 memory, before downloading the real weights. The weights are noise: the LoRA learns nothing.
