@@ -26,10 +26,16 @@ SD3_MODELS = (
     "model.t5xxl=/models/t5xxl_fp16.safetensors",
 )
 SDXL_MODEL = ("model.checkpoint=/models/sdxl_base_1.0.safetensors",)
+FLUX_MODELS = (
+    "model.checkpoint=/models/flux1-dev.safetensors",
+    "model.clip_l=/models/clip_l.safetensors",
+    "model.t5xxl=/models/t5xxl_fp16.safetensors",
+    "model.ae=/models/ae.safetensors",
+)
 
 
 def plan_for(preset: str, data: Path, *extra: str) -> LaunchPlan:
-    models = SD3_MODELS if preset.startswith("sd35") else SDXL_MODEL
+    models = SD3_MODELS if preset.startswith("sd35") else FLUX_MODELS if preset.startswith("flux") else SDXL_MODEL
     req = PlanRequest(preset=preset, overrides=(*models, *extra), data=data, strict_paths=False)
     return plan_run(req, TRAINER, RUN_DIR).plan
 

@@ -112,9 +112,10 @@ class ModelSection(Strict):
     family: Family = Field(families.DEFAULT, description=f"Base model family: {families.names_text()}.")
     checkpoint: Path | None = Field(None, description="Base model file (.safetensors single-file checkpoint).")
     vae: Path | None = Field(None, description="Optional separate VAE file.")
-    clip_l: Path | None = Field(None, description="SD 3.5: CLIP-L text encoder file.")
+    clip_l: Path | None = Field(None, description="SD 3.5 / Flux.1: CLIP-L text encoder file.")
     clip_g: Path | None = Field(None, description="SD 3.5: CLIP-G text encoder file.")
-    t5xxl: Path | None = Field(None, description="SD 3.5: T5-XXL text encoder file.")
+    t5xxl: Path | None = Field(None, description="SD 3.5 / Flux.1: T5-XXL text encoder file.")
+    ae: Path | None = Field(None, description="Flux.1: autoencoder file (ae.safetensors).")
     tokenizer_cache_dir: Path | None = Field(
         None, description="Folder with tokenizers for offline use (sd-scripts --tokenizer_cache_dir)."
     )
@@ -201,7 +202,23 @@ class TrainingSection(Strict):
     max_bucket_reso: Side = Field(2048, description="Largest bucket side.")
     bucket_reso_steps: Side = Field(64, description="Bucket side step.")
     bucket_no_upscale: bool = Field(False, description="Do not upscale images smaller than the bucket.")
-    blocks_to_swap: SmallCount | None = Field(None, description="SD 3.5: blocks swapped to CPU.")
+    blocks_to_swap: SmallCount | None = Field(None, description="SD 3.5 / Flux.1: blocks swapped to CPU.")
+    cpu_offload_checkpointing: bool = Field(
+        False, description="Flux.1: keep gradient-checkpoint tensors on the CPU (~1 GB less, slower)."
+    )
+    guidance_scale: Annotated[float, Field(ge=0, le=100)] | None = Field(
+        None, description="Flux.1 [dev]: the guidance value trained at (1.0 for LoRAs)."
+    )
+    timestep_sampling: Literal["sigma", "uniform", "sigmoid", "shift", "flux_shift"] | None = Field(
+        None, description="Flux.1: how timesteps are drawn (shift, as the sd-scripts docs recommend)."
+    )
+    discrete_flow_shift: Annotated[float, Field(gt=0, le=100)] | None = Field(
+        None, description="Flux.1: the flow-matching shift (3.1582 in the sd-scripts docs)."
+    )
+    model_prediction_type: Literal["raw", "additive", "sigma_scaled"] | None = Field(
+        None, description="Flux.1: how the prediction is read (raw, as the sd-scripts docs recommend)."
+    )
+    apply_t5_attn_mask: bool = Field(False, description="Flux.1: mask T5 padding (not recommended for dev).")
     dataloader_workers: SmallCount = Field(2, description="max_data_loader_n_workers.")
     gpus: list[GpuId] | None = Field(None, description="GPU ids to use (default: the first).")
 

@@ -12,10 +12,11 @@ Stdlib only: synth/ imports it in the trainer's Python.
 from __future__ import annotations
 
 from lorakit.families.base import ModelFamily, ModelFile, OptionFlag, Swap, Synth
+from lorakit.families.flux import FLUX_DEV
 from lorakit.families.sd3 import SD35_LARGE, SD35_MEDIUM
 from lorakit.families.sdxl import SDXL
 
-_ALL: tuple[ModelFamily, ...] = (SDXL, SD35_MEDIUM, SD35_LARGE)
+_ALL: tuple[ModelFamily, ...] = (SDXL, SD35_MEDIUM, SD35_LARGE, FLUX_DEV)
 
 FAMILIES: dict[str, ModelFamily] = {f.name: f for f in _ALL}
 NAMES: tuple[str, ...] = tuple(FAMILIES)  # registry order: the schema's literal, tables, fitted vectors

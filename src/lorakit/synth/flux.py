@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from lorakit.families.flux import FLUX_DEV
 from lorakit.fs import atomic_path
 
 TRANSFORMER_FILE = "flux1-dev_synth.safetensors"
@@ -370,7 +371,7 @@ def build_flux(
             fill_param(name, t, device=device, gen=g, gain=gain)
         return t.to(save_dtype).cpu()
 
-    meta = {"lorakit_synth": "flux-dev", "blocks": f"{depth},{single}"}
+    meta = {"lorakit_synth": FLUX_DEV.name, "blocks": f"{depth},{single}"}
     result["checkpoint"] = str(ckpt)
     result["checkpoint_bytes"] = write_streamed(ckpt, layout, dtype_name, produce, meta)
     result["dtype"] = dtype_name
