@@ -118,4 +118,5 @@ EOF
 tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs && rm -rf "$OUT/logs"
 # recorded answers (smoke_i18.py): one archive, the device returns a limited number of files
 [ -d "$OUT/comfyui" ] && tar -C "$OUT" -czf "$OUT/comfyui.tar.gz" comfyui && rm -rf "$OUT/comfyui"
+[ -d "$OUT/runs" ] && tar -C "$OUT" -czf "$OUT/runs.tar.gz" runs && rm -rf "$OUT/runs"  # bench results (smoke_i14)
 exit $rc
