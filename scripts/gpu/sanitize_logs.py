@@ -10,7 +10,8 @@ Bytes stay as captured (``\\r`` of tqdm, rich's wrapping, ANSI if any) except:
   -> ``<RUNS>``, models -> ``<MODEL>``, training data -> ``<DATA>``, the sd-scripts checkout ->
   ``<SD_SCRIPTS>``, the repository -> ``<REPO>``, the carried wheels' install folder ->
   ``<SITE>``, the Python environment's site-packages -> ``<PYLIB>``, its prefix -> ``<PYENV>``,
-  the standard library -> ``<STDLIB>``, the campaign base folder -> ``<BASE>``. A path that
+  the standard library -> ``<STDLIB>``, the campaign base folder -> ``<BASE>``; the env's
+  ``extra_paths`` ([path, placeholder] pairs, e.g. a smoke's run folder) come first. A path that
   rich wrapped over two lines is still found: the placeholder takes the path's place and the
   line break (with the indentation and right-hand ``file.py:NN`` column) is kept after it.
 * logs over ``--max-bytes`` keep their head (through the ``--head-steps``-th training step)
@@ -54,7 +55,9 @@ def mapping(env: dict, job: str) -> list[tuple[str, str]]:
     repo = env.get("repo_root", "")
     prefix = env.get("sys_prefix", "")
     py = "python" + ".".join(env.get("python", "3.12").split(".")[:2])
-    pairs = [
+    # a smoke's layout (LK_BASE/w/runs-*/..., LK_BASE/w/raw-prepared): its own pairs first
+    pairs = [(p, ph) for p, ph in env.get("extra_paths", [])]
+    pairs += [
         (f"{base}/r/{job}", "<RUN>"),
         (f"{base}/r", "<RUNS>"),
         (f"{base}/m", "<MODEL>"),

@@ -74,3 +74,20 @@ def test_an_sd_scripts_without_flux_still_trains_sdxl_and_names_what_flux_needs(
     with pytest.raises(EnvironmentProblem, match=r"flux_train_network\.py") as e:
         plan_run(req, old, tmp_path / "r2")
     assert "48d368fa" in (e.value.fix or "")
+
+
+def test_one_measured_flux_run_anchors_its_speed_and_its_estimate() -> None:
+    """gpu/data/speed_measurements_flux.json: the H200 smoke's `lorakit train --preset flux-dev`
+    (1.023 s/step, 16.73 GiB). The speed model carries SDXL's curves by FLOPs and scales them to
+    meet that run; the VRAM prior is set to meet its peak within 10 %."""
+    from lorakit.gpu.estimate import estimate
+    from lorakit.gpu.throughput import load_rows, load_speed_table
+
+    row = next(m for m in load_rows() if m.shape.family == "flux-dev")
+    table = load_speed_table()
+    assert table.flops_anchor["flux-dev"][1] >= 1
+    model, basis = table.model_for("NVIDIA H200", "flux-dev")
+    assert "meet 1 H200 run" in basis
+    assert model.s_per_step(row.shape) == pytest.approx(row.s_per_step, rel=0.01)
+    assert row.peak_gib is not None
+    assert estimate(row.shape).peak_gib == pytest.approx(row.peak_gib, rel=0.10)

@@ -31,6 +31,7 @@ ALL_LOGS = [
     "missing_model.log",
     "missing_module.log",
     "sd3_success.log",
+    "flux_success.log",
 ]
 
 
@@ -240,6 +241,17 @@ def test_sd3_success() -> None:
         "<RUN>/sd3_success.safetensors",
     ]
     assert not of(events, StateSaved) and not of(events, ErrorEvent)
+
+
+def test_flux_success() -> None:
+    """flux_train_network.py, `lorakit train --preset flux-dev` on the H200 (README: flux_success.log)."""
+    _, events = parse(fixture_log("flux_success.log"))
+    (ds,) = of(events, DatasetSummary)
+    assert (ds.images_x_repeats, ds.batches_per_epoch, ds.epochs, ds.batch_size) == (10, 10, 1, 1)
+    assert [(p.step, p.total) for p in of(events, Progress)][-1] == (6, 6)
+    assert {p.avr_loss for p in of(events, Progress)} == {1.25}
+    assert [c.path for c in of(events, Checkpoint)] == ["<RUN>/flux-dev.safetensors"]
+    assert not of(events, ErrorEvent)
 
 
 def test_cell_len() -> None:

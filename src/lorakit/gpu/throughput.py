@@ -280,6 +280,8 @@ class SpeedTable:
     anchor_rows: dict[str, int]
     reference: str
     anchor_gc: dict[str, float] = field(default_factory=dict)  # card → GC factor its community figures show
+    # family without curves → (factor on its FLOPs carry that meets its rows on the reference card, rows)
+    flops_anchor: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     def classes(self) -> list[str]:
         return sorted({c for c, _ in self.models})
@@ -335,14 +337,21 @@ class SpeedTable:
         base = known[0]
         model, _ = self.for_card(card, base)
         ratio = base_flops_per_mpix(family) / base_flops_per_mpix(base)
-        spread = max(model.spread, UNKNOWN_CARD_SPREAD)
+        k, n = self.flops_anchor.get(family, (1.0, 0))
+        spread = max(model.spread, ANCHORED_SPREAD if n else UNKNOWN_CARD_SPREAD)
+        how = (
+            f"the {base} model scaled by FLOPs per image (×{ratio:.1f}) and by ×{k:.2f} to meet {n} "
+            f"{self.reference} run(s) of {family}"
+            if n
+            else f"no {family} measurements: the {base} model scaled by FLOPs per image (×{ratio:.1f})"
+        )
         model = replace(
             model,
             family=family,
-            tau=model.tau * ratio,
+            tau=model.tau * ratio * k,
             fp8_s=None,  # the fp8 cast scales with this family's weights (the bandwidth term)
             spread=spread,
-            basis=f"no {family} measurements: the {base} model scaled by FLOPs per image (×{ratio:.1f})",
+            basis=how,
         )
         return model, f"{card.name}: {model.basis}, ±{spread:.0%}"
 
@@ -465,7 +474,33 @@ def build(rows: Sequence[Measurement]) -> SpeedTable:
                     rhos.append(rest / image)
         if rhos and len(ks) < len(rs):
             gc_ratios[name] = statistics.mean(rhos)
-    return SpeedTable(models, anchors, counts, ref, gc_ratios)
+    table = SpeedTable(models, anchors, counts, ref, gc_ratios)
+    # a family with runs on the reference card but too few (or only fp8 / swap) for curves: its
+    # FLOPs carry, scaled so its per-image time meets those runs (geometric mean)
+    by_family: dict[str, list[Measurement]] = defaultdict(list)
+    for m in rows:
+        if (
+            m.s_per_step
+            and gpu_class(m.gpu) == ref
+            and m.shape.network_kind == "lora"
+            and (ref, m.shape.family) not in models
+        ):
+            by_family[m.shape.family].append(m)
+    for family, rs in by_family.items():
+        try:
+            carried, _ = table._by_flops(reference(), family)
+        except LookupError:
+            continue
+        ks = []
+        for m in rs:
+            assert m.s_per_step is not None
+            image = m.shape.batch_size * carried.per_image_s(m.shape)
+            rest = m.s_per_step - carried.fixed_s(m.shape)
+            if image > 0 and rest > 0:
+                ks.append(rest / image)
+        if ks:
+            table.flops_anchor[family] = (math.exp(statistics.mean(math.log(k) for k in ks)), len(ks))
+    return table
 
 
 def _fit_fp8(base: SpeedModel, rows: list[Measurement]) -> SpeedModel:
