@@ -91,3 +91,17 @@ def test_one_measured_flux_run_anchors_its_speed_and_its_estimate() -> None:
     assert model.s_per_step(row.shape) == pytest.approx(row.s_per_step, rel=0.01)
     assert row.peak_gib is not None
     assert estimate(row.shape).peak_gib == pytest.approx(row.peak_gib, rel=0.10)
+
+
+def test_fastest_swaps_blocks_to_fit_flux_on_a_12gb_card(lorakit) -> None:  # type: ignore[no-untyped-def]
+    """The flux-dev preset does not fit a 12 GB card as shipped; --fastest searches block swap too
+    (a family with `swap`) and finds what fits, within the budget."""
+    r = lorakit("vram-check", "--preset", "flux-dev", "--card", "RTX 3060", "--fastest", "--json")
+    assert r.code == 0, r.err
+    import json
+
+    out = json.loads(r.out)
+    assert out["verdict"] != "fits"
+    changes = out["fastest"]["changes"]
+    assert changes.get("training.blocks_to_swap", 0) > 0
+    assert out["fastest"]["estimate_gib"] <= out["budget"]["gib"]

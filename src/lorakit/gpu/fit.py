@@ -543,7 +543,10 @@ def fastest(
         notes.append("no dataset given (--data): time shown per 1000 image visits")
     latents = [current.latents_on_disk] + ([False] if current.latents_on_disk else [])
     workers = [current.dataloader_workers] + ([2] if current.dataloader_workers == 0 else [])
-    swaps = sorted({0, current.blocks_to_swap})
+    swaps = {0, current.blocks_to_swap}
+    family_swap = families.get(current.family).swap
+    if family_swap is not None:  # block swap is what fits Flux / SD 3.5 on small cards
+        swaps |= {*range(4, family_swap.max_blocks + 1, 4), family_swap.max_blocks}
     cache: dict[TrainShape, Estimate] = {}
 
     def est(s: TrainShape) -> Estimate:
@@ -554,7 +557,7 @@ def fastest(
 
     options: list[Option] = []
     for b, gc, prec, swap, disk, nw in itertools.product(
-        batches, (False, True), _precisions(current, bf16_ok), swaps, latents, workers
+        batches, (False, True), _precisions(current, bf16_ok), sorted(swaps), latents, workers
     ):
         shape = current.with_(
             batch_size=b,
