@@ -144,3 +144,23 @@ def test_flux_toml_and_launch_line(tmp_path: Path) -> None:
     assert result.full["model"]["family"] == "flux-dev"
     assert (t["blocks_to_swap"], t["timestep_sampling"], t["apply_t5_attn_mask"]) == (16, "flux_shift", True)
     assert [r for r in result.rows if r.status in ("unsupported", "unknown")] == []
+
+
+def test_export_writes_the_gui_flux_form(tmp_path: Path) -> None:
+    from lorakit.config.loader import load_spec
+    from lorakit.convert.export import gui_config
+
+    spec = load_spec("flux-dev-16gb", None, ("model.ae=/m/ae.safetensors",)).spec
+    gui = gui_config(spec)[0]
+    assert (gui["flux1_checkbox"], gui["sdxl"], gui["sd3_checkbox"], gui["LoRA_type"]) == (True, False, False, "Flux1")
+    assert (gui["ae"], gui["guidance_scale"], gui["timestep_sampling"], gui["discrete_flow_shift"]) == (
+        "/m/ae.safetensors",
+        1.0,
+        "shift",
+        3.1582,
+    )
+    assert (gui["model_prediction_type"], gui["blocks_to_swap"], gui["flux1_cache_text_encoder_outputs"]) == (
+        "raw",
+        16,
+        True,
+    )
