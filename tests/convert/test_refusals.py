@@ -34,12 +34,23 @@ def test_sd15_presets_are_all_here() -> None:
 @pytest.mark.parametrize(
     ("name", "words"),
     [
-        ("flux1D - adamw8bit fp8.json", "a Flux.1 LoRA config (flux1_checkbox is on)"),
         ("test-config-SDXL-Standard-AdamW.json", "a DreamBooth / full fine-tune config (kohya_ss GUI, DreamBooth tab)"),
     ],
 )
 def test_other_families_and_tabs_are_refused(name: str, words: str, lorakit) -> None:  # type: ignore[no-untyped-def]
     assert words in _one_message(lorakit("import", str(FIXTURES / name)))
+
+
+def test_other_gui_model_lines_are_refused(tmp_path: Path, lorakit) -> None:  # type: ignore[no-untyped-def]
+    """Flux.1 imports now (test_flux.py); the GUI's other DiT lines and a Flux network on SDXL do not."""
+    flux = json.loads((FIXTURES / "flux1D - adamw8bit fp8.json").read_text())
+    (tmp_path / "hy.json").write_text(json.dumps(flux | {"flux1_checkbox": False, "hunyuan_image_checkbox": True}))
+    msg = _one_message(lorakit("import", str(tmp_path / "hy.json")))
+    assert "a HunyuanImage-2.1 LoRA config (hunyuan_image_checkbox is on)" in msg
+    (tmp_path / "mixed.json").write_text(json.dumps(flux | {"flux1_checkbox": False, "sdxl": True}))
+    assert "LoRA_type 'Flux1' is a network for another model" in _one_message(
+        lorakit("import", str(tmp_path / "mixed.json"))
+    )
 
 
 def test_sd2_and_textual_inversion(tmp_path: Path, lorakit) -> None:  # type: ignore[no-untyped-def]
@@ -103,17 +114,21 @@ def test_missing_file_and_folder(tmp_path: Path, lorakit) -> None:  # type: igno
     assert "is a folder" in _one_message(lorakit("import", str(tmp_path)))
 
 
+@pytest.mark.parametrize(
+    ("preset", "script"),
+    [("SDXL - LoKR v1.0.json", "sdxl_train_network.py"), ("flux1D - adamw8bit fp8.json", "flux_train_network.py")],
+)
 @pytest.mark.parametrize("bad", [None, [], {}, "x", -1, 1e300, True])
-def test_wrong_types_never_crash(bad: object) -> None:
+def test_wrong_types_never_crash(bad: object, preset: str, script: str) -> None:
     """Every key of a real preset set to a wrong-typed value: a report or a ConfigError."""
     from lorakit.convert.gui import read_gui
     from lorakit.convert.mapping import to_lorakit
 
-    data = json.loads((FIXTURES / "SDXL - LoKR v1.0.json").read_text())
+    data = json.loads((FIXTURES / preset).read_text())
     outcomes: dict[str, str] = {}
     for key in data:  # any exception but ConfigError fails the test: that is the crash it names
         try:
-            to_lorakit(read_gui(data | {key: bad}, Path("wrong.json")), "sdxl_train_network.py", "x")
+            to_lorakit(read_gui(data | {key: bad}, Path("wrong.json")), script, "x")
             outcomes[key] = "report"  # a report row (NOT UNDERSTOOD rows stop the CLI unless --lenient)
         except ConfigError:
             outcomes[key] = "error"

@@ -35,24 +35,17 @@ def _write_back(spec_file: Path, fmt: str, tmp_path: Path) -> Path:
     return back
 
 
-def _sd3_files(tmp_path: Path) -> list[str]:
-    files = []
-    for name in ("model", "clip_l", "clip_g", "t5xxl"):
-        (tmp_path / f"{name}.safetensors").write_bytes(b"x")
-        files.append(f"{name}: {tmp_path / f'{name}.safetensors'}")
-    return files
-
-
 @pytest.mark.parametrize("fmt", ["kohya-gui", "toml"])
 @pytest.mark.parametrize("name", preset_names())
 def test_lorakit_presets_round_trip(name: str, fmt: str, tmp_path: Path) -> None:
     start = tmp_path / "start.yaml"
     data = yaml.safe_load(preset_path(name).read_text())
-    model = {"checkpoint": str(tmp_path / "model.safetensors")}
-    if "sd35" in name:
-        _sd3_files(tmp_path)
-        model |= {k: str(tmp_path / f"{k}.safetensors") for k in ("clip_l", "clip_g", "t5xxl")}
-    (tmp_path / "model.safetensors").write_bytes(b"x")
+    family = load_spec(name).spec.family
+    model = {}
+    for file in family.model_files:  # the family's files, from the registry (Flux: clip_l, t5xxl, ae)
+        path = tmp_path / f"{'model' if file.key == 'checkpoint' else file.key}.safetensors"
+        path.write_bytes(b"x")
+        model[file.key] = str(path)
     start.write_text(yaml.safe_dump({"extends": name, "model": model}))
     assert _argv(_write_back(start, fmt, tmp_path), tmp_path) == _argv(start, tmp_path), data["description"]
 

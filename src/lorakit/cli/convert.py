@@ -21,7 +21,8 @@ FILE is a kohya_ss GUI config (.json saved from the LoRA tab), an sd-scripts --c
 TOML (e.g. the config_lora-*.toml the GUI leaves next to a LoRA), or a text file holding the
 `accelerate launch … sdxl_train_network.py …` line. A table shows what happened to every key:
 mapped (to which lorakit key), dropped (with the reason), or not carried over (an error
-unless --lenient). SD 1.5/2.x, Flux, fine-tune and textual-inversion configs are refused.
+unless --lenient). Flux.1 [dev] configs (flux1_checkbox, flux_train_network.py) import;
+SD 1.5/2.x, Chroma, fine-tune and textual-inversion configs are refused.
 
 Examples:
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import yaml
 
+from lorakit import families
 from lorakit.config.loader import merge_layers, preset_layers
 from lorakit.config.presets import preset_names
 from lorakit.config.rules import check
 from lorakit.config.schema import TrainSpec
-from lorakit.convert.gui import SD3_SCRIPT, SDXL_SCRIPT
 from lorakit.convert.mapping import to_lorakit
 from lorakit.convert.model import Imported, Row
 from lorakit.convert.read import read_source
@@ -36,7 +36,7 @@ class Result:
 
 def import_config(path: Path, family: str | None = None) -> Result:
     source = read_source(path, family)
-    script = SDXL_SCRIPT if source.family == "sdxl" else SD3_SCRIPT
+    script = families.get(source.family).script
     imported = to_lorakit(source, script, path.stem, path.parent)
     _cover_every_key(imported)
     config = imported.config

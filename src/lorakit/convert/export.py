@@ -12,7 +12,7 @@ from typing import Any
 
 from lorakit.config.schema import TrainSpec
 from lorakit.convert.flags import script_flags
-from lorakit.convert.gui import network_args, table
+from lorakit.convert.gui import gui_key, network_args, table
 from lorakit.convert.mapping import literal
 from lorakit.convert.read import SCRIPTS
 from lorakit.kohya.launch import network_flags, optimizer_flags, saving_flags, training_flags
@@ -31,6 +31,7 @@ GUI_TYPES = {
 # lorakit network.args key → the GUI key that feeds it (lora_gui.py renames two)
 _GUI_ARG_KEYS = {"preset": "LyCORIS_preset", "block_size": "unit", "constraint": "constrain"}
 _NOT_EXPORTED = ("output_dir", "logging_dir", "log_with")
+_CHECKBOXES = {"sdxl": "sdxl", "sd3": "sd3_checkbox", "flux1": "flux1_checkbox"}  # the GUI's word → its checkbox
 
 
 def _flag_dict(flags: list[tuple[str, str | None]]) -> dict[str, Any]:
@@ -115,6 +116,13 @@ def _neutral(dest: str, script: str) -> Any:
     return 0 if spec["type"] in ("int", "float") else ""
 
 
+def _key(dest: str, word: str) -> str:
+    key = gui_key(dest, word)
+    if key is None:
+        raise KeyError(f"kohya_gui.toml has no GUI key for {dest} ({word})")
+    return key
+
+
 def gui_config(spec: TrainSpec) -> tuple[dict[str, Any], list[str]]:
     """A kohya_ss GUI LoRA-tab JSON for ``spec`` with every training key the GUI reads (a
     key left out would keep whatever the user's form holds)."""
@@ -148,23 +156,32 @@ def gui_config(spec: TrainSpec) -> tuple[dict[str, Any], list[str]]:
         spec.sampling,
         spec.dataset,
     )
-    kind = SCRIPTS[spec.family.script]  # the GUI's word for the model line
-    gui["sdxl" if kind == "sdxl" else "sd3_checkbox"] = True
-    gui["pretrained_model_name_or_path"] = str(m.checkpoint or "")
+    kind = SCRIPTS[fam.script]  # the GUI's word for the model line
+    gui[_CHECKBOXES[kind]] = True
     gui["vae"] = str(m.vae or "")
-    if kind == "sd3":
-        gui |= {"sd3_clip_l": str(m.clip_l or ""), "clip_g": str(m.clip_g or ""), "sd3_t5xxl": str(m.t5xxl or "")}
-        gui["blocks_to_swap"] = t.blocks_to_swap or 0
-        gui["sd3_cache_text_encoder_outputs"] = t.cache_text_encoder_outputs
-    else:
-        gui["sdxl_cache_text_encoder_outputs"] = t.cache_text_encoder_outputs
-        gui["sdxl_no_half_vae"] = t.no_half_vae
+    # the family's model files and options (the registry) under the GUI keys that feed them
+    for model_file in fam.model_files:
+        gui[_key(model_file.flag, kind)] = str(getattr(m, model_file.key) or "")
+    for option in fam.option_flags:
+        section, _, leaf = option.key.partition(".")
+        value = getattr(getattr(spec, section), leaf)
+        if option.switch:
+            gui[_key(option.flag, kind)] = bool(value)
+        elif value is None or value == 0:  # the GUI drops a 0: sd-scripts' default
+            gui[_key(option.flag, kind)] = _neutral(option.flag, fam.script)
+            extra += [] if value is None else [f"--{option.flag}={value}"]
+        else:
+            gui[_key(option.flag, kind)] = value
+    gui[_key("cache_text_encoder_outputs", kind)] = t.cache_text_encoder_outputs
     if m.tokenizer_cache_dir is not None:
         extra += ["--tokenizer_cache_dir", str(m.tokenizer_cache_dir)]
     # network: the GUI's keys, and the exact network_args as an override when the GUI's own
     # list for the type differs (additional_parameters come after --config_file and win)
     lora_type = GUI_TYPES[n.kind]
-    if n.kind == "lora" and n.conv_dim is not None:
+    own_type = next((name for name, e in tbl["lora_types"].items() if e.get("gui_word") == kind), None)
+    if n.kind == "lora" and own_type is not None:  # the GUI's LoRA type for this model line (Flux1)
+        lora_type = own_type
+    elif n.kind == "lora" and n.conv_dim is not None:
         lora_type = "Kohya LoCon"
     gui["LoRA_type"] = lora_type
     gui["network_dim"], gui["network_alpha"] = n.dim, n.alpha

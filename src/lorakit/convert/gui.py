@@ -18,8 +18,11 @@ from lorakit.convert.model import ImportRefused, Row, SdArgs, Source
 
 SDXL_SCRIPT = "sdxl_train_network.py"
 SD3_SCRIPT = "sd3_train_network.py"
+FLUX_SCRIPT = "flux_train_network.py"
+# the GUI's word for a model line (its checkbox) → the sd-scripts script it runs (lora_gui.py)
+GUI_SCRIPTS = {"sdxl": SDXL_SCRIPT, "sd3": SD3_SCRIPT, "flux1": FLUX_SCRIPT}
 REFUSED_TYPES = {"Flux1", "Flux1 OFT", "HunyuanImage-2.1", "Anima", "Lumina"}
-TRAINS = "lorakit trains LoRA / LyCORIS networks for SDXL and SD 3.5 (medium, large)"
+TRAINS = "lorakit trains LoRA / LyCORIS networks for SDXL and SD 3.5 (medium, large) and LoRA for Flux.1 [dev]"
 # update_my_data (common_gui.py): the loader's coercions and their fallbacks
 _INT0 = (
     "clip_skip",
@@ -36,7 +39,6 @@ _INT0 = (
 )
 _FLOAT0 = ("adaptive_noise_scale", "noise_offset", "learning_rate", "text_encoder_lr", "unet_lr")
 _FAMILY_BOXES = {
-    "flux1_checkbox": "Flux.1",
     "hunyuan_image_checkbox": "HunyuanImage-2.1",
     "anima_checkbox": "Anima",
     "lumina_checkbox": "Lumina Image 2.0",
@@ -117,6 +119,10 @@ def family_of(d: dict[str, Any], path: object) -> str:
         if lora_type in REFUSED_TYPES:
             raise ImportRefused([f"{path}: LoRA_type {lora_type!r} is a network for another model; {TRAINS}"])
         return "sdxl"
+    if d.get("flux1_checkbox"):  # lora_gui.py runs flux_train_network.py before the sd3 check
+        if str(d.get("model_type") or "").lower() == "chroma":  # --model_type chroma (class_flux1.py)
+            raise ImportRefused([f"{path}: a Chroma LoRA config (flux1_checkbox with model_type chroma); {TRAINS}"])
+        return "flux1"
     for box, name in _FAMILY_BOXES.items():
         if d.get(box):
             raise ImportRefused([f"{path}: a {name} LoRA config ({box} is on); {TRAINS}"])
@@ -140,15 +146,21 @@ def _falsy(v: Any) -> bool:
 def _gate(when: str | None, d: dict[str, Any], family: str) -> bool:
     if when is None:
         return True
-    if when == "sdxl":
-        return family == "sdxl"
-    if when == "sd3":
-        return family == "sd3"
+    if set(when.split("|")) <= GUI_SCRIPTS.keys():
+        return family in when.split("|")
     if when == "original_noise":
         return d.get("noise_offset_type") == "Original"
     if when == "multires_noise":
         return d.get("noise_offset_type") == "Multires"
     raise ValueError(f"unknown gate {when!r} in kohya_gui.toml")
+
+
+def gui_key(dest: str, word: str) -> str | None:
+    """The GUI key that becomes ``dest`` when the GUI's family word is ``word`` (export)."""
+    for key, entry in table()["keys"].items():
+        if entry.get("dest") == dest and _gate(entry.get("when"), {}, word):
+            return str(key)
+    return None
 
 
 def _cast(cast: str | None, v: Any) -> Any:
@@ -175,6 +187,14 @@ def network_args(d: dict[str, Any], lora_type: str) -> tuple[str, list[str]] | N
         name, _, gui_key = item.partition("=")
         text += f" {name}={d.get(gui_key or name)}"
     for key in spec.get("nonzero", []):
+        if not _falsy(d.get(key)):
+            text += f" {key}={d[key]}"
+    if d.get("train_lora_ggpo"):
+        text += "".join(f" {key}={d[key]}" for key in spec.get("ggpo", []) if not _falsy(d.get(key)))
+    for key, arg in spec.get("switches", {}).items():
+        if d.get(key):
+            text += f" {arg}"
+    for key in spec.get("nonzero_after", []):
         if not _falsy(d.get(key)):
             text += f" {key}={d[key]}"
     for key in ("loraplus_lr_ratio", "loraplus_unet_lr_ratio", "loraplus_text_encoder_lr_ratio"):
@@ -207,7 +227,7 @@ def _read_gui(data: dict[str, Any], path: object) -> Source:
     tbl = table()
     d = {**tbl["gui_defaults"], **normalise(data)}
     family = family_of(d, path)
-    script = SDXL_SCRIPT if family == "sdxl" else SD3_SCRIPT
+    script = GUI_SCRIPTS[family]
     args = SdArgs()
     rows: list[Row] = []
     notes: list[str] = []
@@ -239,12 +259,12 @@ def _read_gui(data: dict[str, Any], path: object) -> Source:
             if key == "max_data_loader_n_workers":  # always re-added after the filter (lora_gui.py)
                 args.set(entry["dest"], value, label)
             elif _falsy(value) or value == []:
-                skip(key, "empty, 0 or false: the GUI does not pass it")
+                skip(key, "empty, 0 or false: the GUI does not pass it" + entry.get("note", ""))
             else:
                 args.set(entry["dest"], value, label)
     if "use_8bit_adam" in data and "optimizer" not in data:
         args.set("optimizer_type", d["optimizer"], "use_8bit_adam")
-    for key in ("sdxl", "sd3_checkbox", "v2", *_FAMILY_BOXES):
+    for key in ("sdxl", "sd3_checkbox", "flux1_checkbox", "v2", *_FAMILY_BOXES):
         skip(key, f"family: {family} ({script})")
     for key in ("use_wandb", "lora_network_weights"):
         if key in data:

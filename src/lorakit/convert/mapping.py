@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from lorakit import families
 from lorakit.config.schema import LYCORIS_KINDS, TrainSpec
 from lorakit.convert import _toml
 from lorakit.convert.flags import is_dest
@@ -117,6 +118,13 @@ SIMPLE: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "clip_g": ("model.clip_g", str),
     "t5xxl": ("model.t5xxl", str),
     "tokenizer_cache_dir": ("model.tokenizer_cache_dir", str),
+    "ae": ("model.ae", str),
+    "cpu_offload_checkpointing": ("training.cpu_offload_checkpointing", bool),
+    "guidance_scale": ("training.guidance_scale", float),
+    "timestep_sampling": ("training.timestep_sampling", str),
+    "discrete_flow_shift": ("training.discrete_flow_shift", float),
+    "model_prediction_type": ("training.model_prediction_type", str),
+    "apply_t5_attn_mask": ("training.apply_t5_attn_mask", bool),
 }
 
 # arguments lorakit sets itself, or that change no training value
@@ -145,6 +153,8 @@ OWNED: dict[str, str] = {
     "metadata_tags": "LoRA metadata, not a training value",
     "metadata_title": "LoRA metadata, not a training value",
     "highvram": "memory behaviour of caching only, not a training value",
+    "cache_text_encoder_outputs_to_disk": "where the text-encoder cache is kept, not a training value "
+    "(lorakit keeps it in memory)",
     "skip_cache_check": "cache validation only",
     "resume": "resume a lorakit run with `lorakit resume RUN`",
     "output_config": "not a training value",
@@ -173,6 +183,11 @@ DEFAULTS: dict[str, Any] = {
     "v_parameterization": False,
     "persistent_data_loader_workers": True,
     "lr_scheduler_num_cycles": 1,
+}
+# per script: sd-scripts' value when the argument is absent (flux_train_network.py: T5 512
+# tokens for dev, 256 for schnell; lorakit trains dev)
+SCRIPT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "flux_train_network.py": {"t5xxl_max_token_length": 512},
 }
 _INERT_LORAPLUS = (
     "sd-scripts reads LoRA+ ratios only from network_args: as a top-level key it never took effect (kohya_ss #3520)"
@@ -256,6 +271,7 @@ class _Mapper:
         self.notes: list[str] = []
         self.config: dict[str, Any] = copy.deepcopy(SD_DEFAULTS)
         self.config["model"]["family"] = family
+        self.lora_modules = {f.lora_module for f in families.FAMILIES.values() if f.script == script}
         name = re.sub(r"[^\w.]+", "-", stem).strip("-.") or "lora"
         self.config["output"] = {"name": name[:100]}
 
@@ -278,6 +294,7 @@ class _Mapper:
 
         if "dataset_config" in v:
             take("dataset_config")
+        take("sample_prompts")  # self.prompts below
         for section, dests in (
             (self.network, ("network_module", "network_args")),
             (
@@ -298,6 +315,10 @@ class _Mapper:
             inert = _inert(dest, v)
             if inert:
                 self.row(dest, "dropped", inert)
+            elif dest in (own := SCRIPT_DEFAULTS.get(self.script, {})) and _same(value, own[dest]):
+                self.row(dest, "dropped", f"{self.script}'s default for this model: nothing to pass")
+            elif dest == "split_mode":
+                self.split_mode(v)
             elif dest in DEFAULTS and _same(value, DEFAULTS[dest]):
                 self.row(dest, "dropped", "sd-scripts' default: nothing to pass")
             elif dest in SIMPLE and re.fullmatch(r"<[\w.]+>", str(value)):
@@ -324,6 +345,20 @@ class _Mapper:
         if "dataset_config" in v:  # sd-scripts: its values win over the arguments' (subset → dataset → general)
             self.dataset_file(self.base / str(v["dataset_config"]))
 
+    def split_mode(self, v: dict[str, Any]) -> None:
+        """flux_train_network.py: split_mode is deprecated; without blocks_to_swap it sets 18."""
+        if not v["split_mode"]:
+            self.row("split_mode", "dropped", "off (deprecated in sd-scripts: blocks_to_swap replaced it)")
+        elif v.get("blocks_to_swap"):
+            self.row("split_mode", "dropped", "deprecated in sd-scripts, which ignores it when blocks_to_swap is set")
+        else:
+            self.mapped(
+                "split_mode",
+                "training.blocks_to_swap",
+                18,
+                "deprecated in sd-scripts: without blocks_to_swap it swaps 18 blocks (flux_train_network.py)",
+            )
+
     def network(self, v: dict[str, Any], take: Callable[..., None]) -> None:
         take("network_module", "network_args")
         module = v.get("network_module", "networks.lora")
@@ -335,7 +370,7 @@ class _Mapper:
                 self.row("network_module", "unsupported", f"LyCORIS algo={algo}: lorakit has no network kind for it")
                 return
             self.mapped("network_module", "network.kind", kind, f"lycoris.kohya algo={algo}")
-        elif module in ("networks.lora", "networks.lora_sd3"):
+        elif module in {"networks.lora", "networks.lora_sd3", *self.lora_modules}:
             if "network_module" in v:
                 self.mapped("network_module", "network.kind", "lora")
         else:
@@ -529,6 +564,9 @@ class _Mapper:
     def prompts(self, v: dict[str, Any]) -> None:
         p = v.get("sample_prompts")
         if p is None:
+            return
+        if not (v.get("sample_every_n_epochs") or v.get("sample_every_n_steps")):
+            self.row("sample_prompts", "dropped", "no effect: sd-scripts samples only every N epochs or steps")
             return
         # lorakit appends its own --w/--h/--s to each prompt; inline options are cut off
         lines = p if isinstance(p, list) else _prompt_file(self.base / str(p))

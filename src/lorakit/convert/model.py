@@ -65,7 +65,7 @@ class Imported:
 
 
 class ImportRefused(ConfigError):
-    """The file is readable but is not something lorakit trains (SD 1.5/2.x, Flux,
+    """The file is readable but is not something lorakit trains (SD 1.5/2.x, Chroma,
     fine-tune, textual inversion, …). Exit 2."""
 
 

@@ -13,14 +13,11 @@ from typing import Any
 from lorakit import families
 from lorakit.convert import _toml
 from lorakit.convert.flags import is_dest, parse_flags
-from lorakit.convert.gui import SD3_SCRIPT, SDXL_SCRIPT, TRAINS, read_gui
+from lorakit.convert.gui import FLUX_SCRIPT, GUI_SCRIPTS, TRAINS, read_gui
 from lorakit.convert.model import ImportRefused, Row, SdArgs, Source, bad_file
 
 MAX_BYTES = 4 * 1024 * 1024
-SCRIPTS = {  # script → the kohya_ss GUI's word for its model line (its family checkbox)
-    "sdxl_train_network.py": "sdxl",
-    "sd3_train_network.py": "sd3",
-}
+SCRIPTS = {script: word for word, script in GUI_SCRIPTS.items()}  # script → the GUI's word for its model line
 REFUSED_SCRIPTS = {
     "train_network.py": "an SD 1.x/2.x LoRA launch (train_network.py)",
     "train_db.py": "an SD 1.x/2.x DreamBooth launch (train_db.py)",
@@ -29,7 +26,6 @@ REFUSED_SCRIPTS = {
     "sd3_train.py": "an SD 3 full fine-tune launch (sd3_train.py)",
     "train_textual_inversion.py": "a textual-inversion launch",
     "sdxl_train_textual_inversion.py": "a textual-inversion launch",
-    "flux_train_network.py": "a Flux.1 LoRA launch",
     "flux_train.py": "a Flux.1 fine-tune launch",
 }
 _CONTINUATION = re.compile(r"[ \t]*(\\|\^|`)[ \t]*\r?\n")
@@ -98,12 +94,18 @@ def _looks_toml(text: str) -> bool:
 
 
 def _family(source: Source, family: str | None, path: Path) -> Source:
-    if source.family != "sd3":
-        if family is not None and family != source.family:
-            raise ImportRefused([f"{path}: this is an SDXL config; --family {family} does not fit it"])
+    """The GUI word of ``source`` (its script) → a lorakit family: the registry's one family
+    of that script, or, when several share it (SD 3.5), --family or the checkpoint's name."""
+    script = GUI_SCRIPTS[source.family]
+    candidates = [f for f in families.FAMILIES.values() if f.script == script]
+    if len(candidates) == 1:
+        if family is not None and family != candidates[0].name:
+            raise ImportRefused(
+                [f"{path}: this is a {candidates[0].line} config ({script}); --family {family} does not fit it"]
+            )
+        source.family = candidates[0].name
         return source
-    candidates = [f for f in families.FAMILIES.values() if f.script == SD3_SCRIPT]
-    if family is not None and families.get(family).script == SD3_SCRIPT:
+    if family is not None and families.get(family).script == script:
         source.family = family
         return source
     ckpt = str(source.args.values.get("pretrained_model_name_or_path", "")).lower()
@@ -143,7 +145,7 @@ def read_toml(path: Path, text: str, family: str | None) -> Source:
         else:
             flat[key] = value
     fam = _toml_family(flat, path, family)
-    script = SDXL_SCRIPT if fam == "sdxl" else SD3_SCRIPT
+    script = GUI_SCRIPTS[fam]
     args = SdArgs()
     rows: list[Row] = []
     for key, value in flat.items():
@@ -161,10 +163,12 @@ def read_toml(path: Path, text: str, family: str | None) -> Source:
 def _toml_family(flat: dict[str, Any], path: Path, family: str | None) -> str:
     if flat.get("v2") or flat.get("v_parameterization"):
         raise ImportRefused([f"{path}: an SD 2.x config (v2 / v_parameterization); {TRAINS}"])
-    if family is not None and families.get(family).script == SD3_SCRIPT:
-        return SCRIPTS[SD3_SCRIPT]
-    if flat.get("network_module") in ("networks.lora_flux", "networks.oft_flux") or "ae" in flat:
-        raise ImportRefused([f"{path}: a Flux.1 config; {TRAINS}"])
+    if family is not None and families.get(family).script in SCRIPTS:
+        return SCRIPTS[families.get(family).script]
+    # Flux.1: its network modules, or the autoencoder only flux_train_network.py takes
+    flux_modules = {f.lora_module for f in families.FAMILIES.values() if f.script == FLUX_SCRIPT}
+    if flat.get("network_module") in flux_modules | {"networks.oft_flux"} or "ae" in flat:
+        return SCRIPTS[FLUX_SCRIPT]
     if flat.get("network_module") == "networks.lora_sd3" or {"clip_g", "t5xxl"} & flat.keys():
         return "sd3"
     return "sdxl"
