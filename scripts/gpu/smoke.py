@@ -527,7 +527,8 @@ def short_train(step: str, preset: str, sets: list[str], runs: Path, steps: int,
     """A few steps under a second lorakit home (its own GPU lock: a second user's training on the
     same card, so it runs beside the resume/kill steps); its peak is the NVML memory of its own
     process tree, which other jobs on the card do not change."""
-    argv = ["lorakit", "train", "--preset", preset, "--data", str(DATA), *sets,
+    source = ["--config", preset] if preset.endswith(".yaml") else ["--preset", preset]  # a config file or a preset
+    argv = ["lorakit", "train", *source, "--data", str(DATA), *sets,
             "--set", f"training.max_steps={steps}", "--set", f"output.folder={runs}", "--quiet"]  # fmt: skip
     tag = step.replace(" ", "_")
     log = open(LOGS / f"{tag}.log", "w", encoding="utf-8")  # noqa: SIM115
@@ -624,6 +625,7 @@ def main() -> int:
     side_steps = (
         ("train style-locon", step_locon),
         ("train flux-dev (2+4 blocks)", smoke_i14.step_small),
+        ("train an imported GUI Flux preset (2+4 blocks)", smoke_i14.step_gui_import),
         ("train sd35-large", step_sd35),
     )
     side = threading.Thread(target=lambda: [guarded(n, f) for n, f in side_steps], daemon=True)

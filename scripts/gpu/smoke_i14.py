@@ -205,6 +205,21 @@ def step_small() -> None:
     _train_and_load("train flux-dev (2+4 blocks)", SMALL, S.WORK / "runs-flux-small", 3, 300, 2 * 10 + 4 * 3)
 
 
+def step_gui_import() -> None:
+    """Base part: the kohya_ss GUI's own Flux preset, imported with `lorakit import`, trains 2 steps
+    on the reduced-depth model (sd-scripts accepts what the import passes: issues 14 and 15)."""
+    out = S.WORK / "i14-flux-gui.yaml"
+    fixture = S.TREE / "tests" / "fixtures" / "kohya_gui" / "flux1D - adamw8bit fp8.json"
+    imp = S.lk("i14-import-flux-gui", "import", str(fixture), "-o", str(out), "--force")
+    if imp.returncode != 0 or not out.exists():
+        S.row("train an imported GUI Flux preset (2+4 blocks)", False, rc=imp.returncode,
+              traceback=not S.no_traceback(imp))  # fmt: skip
+        return
+    sets = [*flux_sets(SMALL), "--set", "training.batch_size=1", "--set", "training.attention=sdpa",
+            "--set", "~training.epochs"]  # fmt: skip
+    S.short_train("train an imported GUI Flux preset (2+4 blocks)", str(out), sets, S.WORK / "runs-flux-gui", 2, 240)
+
+
 STEPS: list[tuple[str, Callable[[], None]]] = [
     ("i14 synth-model flux-dev (full size)", step_synth_full),
     ("i14 vram-check flux-dev", step_vram),
