@@ -14,12 +14,12 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
 from lorakit import families
-from lorakit.config.schema import LYCORIS_KINDS, TrainSpec
+from lorakit.config.schema import LYCORIS_KINDS, Scheduler, TrainSpec
 from lorakit.convert import _toml
 from lorakit.convert.flags import is_dest
 from lorakit.convert.model import Imported, Row, Source
@@ -201,15 +201,7 @@ IGNORED_BY_SDSCRIPTS = {
     "loraplus_text_encoder_lr_ratio": _INERT_LORAPLUS,
 }
 _OPTIMIZERS = {v.lower(): k for k, v in OPTIMIZER_TYPES.items()}
-_SCHEDULERS = {
-    "constant",
-    "constant_with_warmup",
-    "cosine",
-    "cosine_with_restarts",
-    "linear",
-    "polynomial",
-    "adafactor",
-}
+_SCHEDULERS = frozenset(get_args(Scheduler))  # the schema's own list (config/schema.py)
 _INT = re.compile(r"[+-]?\d+")
 
 
