@@ -523,7 +523,9 @@ def step_bench() -> None:
     row("bench comic-style", p.returncode == 0 and bool(data) and no_traceback(p), rc=p.returncode, **keep)
 
 
-def short_train(step: str, preset: str, sets: list[str], runs: Path, steps: int, timeout: float) -> None:
+def short_train(
+    step: str, preset: str, sets: list[str], runs: Path, steps: int, timeout: float, home: str = "home-b"
+) -> None:
     """A few steps under a second lorakit home (its own GPU lock: a second user's training on the
     same card, so it runs beside the resume/kill steps); its peak is the NVML memory of its own
     process tree, which other jobs on the card do not change."""
@@ -535,7 +537,7 @@ def short_train(step: str, preset: str, sets: list[str], runs: Path, steps: int,
     log.write(f"$ {shlex.join(argv)}\n")
     log.flush()
     t = time.time()
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=user_env("home-b"), cwd=WORK)
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=user_env(home), cwd=WORK)
     peak = 0
     while proc.poll() is None and time.time() - t < timeout:
         peak = max(peak, sum(tree_gpu(proc.pid).values()))
@@ -622,14 +624,15 @@ def main() -> int:
         guarded(name, fn)
     # a second user's short trainings (own lorakit home, own lock) beside the resume/kill steps;
     # their peaks are per process tree, so the neighbours do not change them
-    side_steps = (
-        ("train style-locon", step_locon),
-        ("train flux-dev (2+4 blocks)", smoke_i14.step_small),
-        ("train an imported GUI Flux preset (2+4 blocks)", smoke_i14.step_gui_import),
-        ("train sd35-large", step_sd35),
-    )
+    side_steps = (("train style-locon", step_locon), ("train sd35-large", step_sd35))
     side = threading.Thread(target=lambda: [guarded(n, f) for n, f in side_steps], daemon=True)
     side.start()
+    flux_steps = (  # a third user (own home and lock): Flux on the reduced-depth model (smoke_i14.py)
+        ("train flux-dev (2+4 blocks)", smoke_i14.step_small),
+        ("train an imported GUI Flux preset (2+4 blocks)", smoke_i14.step_gui_import),
+    )
+    flux = threading.Thread(target=lambda: [guarded(n, f) for n, f in flux_steps], daemon=True)
+    flux.start()
     loader: threading.Thread | None = None
     for name, fn in (
         ("train comic-style, SIGINT after step 20", step_train_interrupt),
@@ -642,6 +645,7 @@ def main() -> int:
     note("step kill -9")
     guarded("kill -9 of lorakit train", step_kill9)
     side.join(timeout=max(1.0, DEADLINE + 30 - (time.time() - T0)))
+    flux.join(timeout=max(1.0, DEADLINE + 30 - (time.time() - T0)))
     loader.join(timeout=120)
     note("step bench (alone on the card)")
     guarded("bench comic-style", step_bench)

@@ -122,7 +122,7 @@ def _train_and_load(
 ) -> None:
     """Train (S.short_train: peak vs estimate), then load the LoRA with sd-scripts' lora_flux loader
     (on the CPU; with ``wait=False`` in the background while the next step uses the GPU)."""
-    S.short_train(step, "flux-dev", flux_sets(folder), runs, steps, timeout)
+    S.short_train(step, "flux-dev", flux_sets(folder), runs, steps, timeout, home="home-c")
     r = S.ROWS[-1]
     lora = r.get("lora")
     if not (r["pass"] and lora):
@@ -217,7 +217,8 @@ def step_gui_import() -> None:
         return
     sets = [*flux_sets(SMALL), "--set", "training.batch_size=1", "--set", "training.attention=sdpa",
             "--set", "~training.epochs"]  # fmt: skip
-    S.short_train("train an imported GUI Flux preset (2+4 blocks)", str(out), sets, S.WORK / "runs-flux-gui", 2, 240)
+    S.short_train("train an imported GUI Flux preset (2+4 blocks)", str(out), sets, S.WORK / "runs-flux-gui", 2, 240,
+                  home="home-c")  # fmt: skip
 
 
 STEPS: list[tuple[str, Callable[[], None]]] = [
