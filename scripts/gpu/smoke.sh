@@ -109,6 +109,7 @@ res = {
 }
 part = os.environ.get("LK_SMOKE_PART", "base")
 res["part"] = part
+res["skipped_steps"] = [x for x in os.environ.get("LK_SMOKE_SKIP", "").split(",") if x]
 path = os.path.join(out, f"smoke-{date}.json" if part == "base" else f"smoke-{date}-{part}.json")
 json.dump(res, open(path, "w"), indent=1)
 print(json.dumps({k: res[k] for k in ("commit", "src_tree", "src_tree_matches", "gpu", "passed")}))
