@@ -50,7 +50,8 @@ ROWS: list[dict[str, Any]] = []
 # LK_SMOKE_PART: "base" (the steps above) or "extra" (synth sdxl + prepare, then the STEPS of every
 # scripts/gpu/smoke_i*.py: one file per issue, each `import smoke as S` and using S.lk / S.row)
 PART = os.environ.get("LK_SMOKE_PART", "base")
-# LK_SMOKE_SKIP="train style-locon,train sd35-large": base-part side steps left out of a short call
+# LK_SMOKE_SKIP="train style-locon,train sd35-large,bench comic-style": base-part steps left out of a
+# short call
 # (smoke.sh records the list in the result file)
 SKIP = set(filter(None, os.environ.get("LK_SMOKE_SKIP", "").split(",")))
 if __name__ == "__main__":  # the step files' `import smoke` must get this module, not a second copy
@@ -652,8 +653,9 @@ def main() -> int:
     side.join(timeout=max(1.0, DEADLINE + 30 - (time.time() - T0)))
     flux.join(timeout=max(1.0, DEADLINE + 30 - (time.time() - T0)))
     loader.join(timeout=120)
-    note("step bench (alone on the card)")
-    guarded("bench comic-style", step_bench)
+    if "bench comic-style" not in SKIP:
+        note("step bench (alone on the card)")
+        guarded("bench comic-style", step_bench)
     for p in _bg.values():
         if p.poll() is None:
             p.kill()
