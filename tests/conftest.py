@@ -127,3 +127,13 @@ def make_kohya_dataset(root: Path, concepts: dict[str, int], caption: bool = Tru
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def stand_in_sd_scripts(root: Path) -> Path:
+    """An sd-scripts-shaped folder (the scripts lorakit looks for, and library/) at ``root``."""
+    from lorakit.kohya.install import TRAIN_SCRIPTS
+
+    (root / "library").mkdir(parents=True)
+    for name in TRAIN_SCRIPTS:
+        (root / name).write_text("# stand-in\n", encoding="utf-8")
+    return root

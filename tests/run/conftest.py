@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lorakit.kohya.install import TRAIN_SCRIPTS
 from lorakit.run.runner import Child
+from tests.conftest import stand_in_sd_scripts
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "fixtures" / "sdscripts"
@@ -51,10 +51,7 @@ def stand_in_trainer_env(env: dict[str, str], tmp_path: Path, script: Path) -> d
     """An sd-scripts-shaped folder and a 'python' that runs ``script`` (a stand-in trainer that
     reads the argv exactly as lorakit builds it), set in ``env`` as LORAKIT_SD_SCRIPTS /
     LORAKIT_PYTHON; FAKE_CKPT names a placeholder base model file."""
-    sd = tmp_path / "sd-scripts"
-    (sd / "library").mkdir(parents=True)
-    for name in TRAIN_SCRIPTS:
-        (sd / name).write_text("# stand-in\n", encoding="utf-8")
+    sd = stand_in_sd_scripts(tmp_path / "sd-scripts")
     py = tmp_path / "bin" / "python"
     py.parent.mkdir()
     py.write_text(

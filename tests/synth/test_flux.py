@@ -19,7 +19,6 @@ import pytest
 
 from lorakit.families.arch import CLIP_L_PROJ_PARAMS, T5XXL_PARAMS
 from lorakit.families.sd3 import SD3_VAE_PARAMS
-from lorakit.kohya.install import TRAIN_SCRIPTS
 from lorakit.synth.flux import (
     AE_BYTES,
     DEV,
@@ -31,7 +30,7 @@ from lorakit.synth.flux import (
     safetensors_header,
     transformer_layout,
 )
-from tests.conftest import REPO
+from tests.conftest import REPO, stand_in_sd_scripts
 
 SD_SCRIPTS = os.environ.get("LORAKIT_TEST_SD_SCRIPTS")
 PYTHON = os.environ.get("LORAKIT_TEST_TRAINER_PYTHON")
@@ -213,10 +212,7 @@ def test_synth_model_cli_hands_flux_dev_to_the_builder(lorakit, isolated_env, tm
     """`lorakit synth-model flux-dev OUT` reaches `python -m lorakit.synth.build flux-dev` (whose
     argparse would exit 2 on an unknown family); a trainer Python without torch then fails there
     with the one-line message, and no folder is left behind."""
-    sd = tmp_path / "sd-scripts"
-    (sd / "library").mkdir(parents=True)
-    for name in TRAIN_SCRIPTS:
-        (sd / name).write_text("# stand-in\n", encoding="utf-8")
+    sd = stand_in_sd_scripts(tmp_path / "sd-scripts")
     py = tmp_path / "bin" / "python"
     py.parent.mkdir()
     py.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n', encoding="utf-8")  # no site-packages: no torch
