@@ -363,12 +363,16 @@ def one_run(runs: Path) -> Path | None:
 
 
 RUNS1 = WORK / "runs-resume"
+# the resume run: TOTAL steps, checkpoint + state every TOTAL/4, SIGINT once step TOTAL/2 + 1 shows
+# (LK_SMOKE_RESUME_STEPS=20 for a short call: 2 epochs of 10 steps instead of 4)
+TOTAL = int(os.environ.get("LK_SMOKE_RESUME_STEPS", "40"))
+EVERY, HALF = TOTAL // 4, TOTAL // 2
 STATE: dict[str, Any] = {}
 
 
 def step_train_interrupt() -> None:
     argv = ["lorakit", "train", "--preset", "comic-style", "--data", str(DATA), *sdxl_sets(),
-            "--set", "training.max_steps=40", "--set", "saving.every_n_steps=10", "--set", "saving.save_state=true",
+            "--set", f"training.max_steps={TOTAL}", "--set", f"saving.every_n_steps={EVERY}", "--set", "saving.save_state=true",
             "--set", f"output.folder={RUNS1}", "--quiet"]  # fmt: skip
     log = open(LOGS / "train_interrupt.log", "w", encoding="utf-8")  # noqa: SIM115
     log.write(f"$ {shlex.join(argv)}\n")
@@ -382,7 +386,7 @@ def step_train_interrupt() -> None:
         if run is not None and hashes is None:
             hashes = Hashes(run)
         steps = [e.get("step", 0) for e in events(run)] if run else []
-        if sent is None and steps and max(steps) >= 21:
+        if sent is None and steps and max(steps) >= HALF + 1:
             proc.send_signal(signal.SIGINT)  # Ctrl-C reaches lorakit; it stops the trainer's group
             sent = time.time()
         time.sleep(0.2)
@@ -393,8 +397,8 @@ def step_train_interrupt() -> None:
     copy_run_logs(run, "interrupt")
     STATE["run"], STATE["hashes"] = run, hashes
     files = sorted(p.name for p in run.glob("*.safetensors")) if run else []
-    ok = rc == 130 and sent is not None and any("step00000020" in f for f in files)
-    row("train comic-style, SIGINT after step 20", ok, rc=rc, seconds=round(time.time() - t, 1),
+    ok = rc == 130 and sent is not None and any(f"step{HALF:08d}" in f for f in files)
+    row(f"train comic-style, SIGINT after step {HALF}", ok, rc=rc, seconds=round(time.time() - t, 1),
         stop_to_exit_s=None if sent is None else round(time.time() - sent, 1), files=files)  # fmt: skip
 
 
@@ -413,8 +417,8 @@ def step_resume() -> None:
     progress = [e["step"] for e in evs if e.get("type") == "progress"]
     fin = [e for e in evs if e.get("type") == "finished"]
     # a checkpoint every 10 steps and (the preset's) every epoch of 10 steps but the last, then the LoRA
-    want = [f"comic-style-step{n:08d}.safetensors" for n in (10, 20, 30, 40)]
-    want += [f"comic-style-{e:06d}.safetensors" for e in (1, 2, 3)] + ["comic-style.safetensors"]
+    want = [f"comic-style-step{n:08d}.safetensors" for n in range(EVERY, TOTAL + 1, EVERY)]
+    want += [f"comic-style-{e:06d}.safetensors" for e in range(1, TOTAL // 10)] + ["comic-style.safetensors"]
     # a file first seen under the resumed launch's own name is renamed to the run's name when
     # complete: its bytes must then be found under the new name
     changed = sorted(k for k, v in first.items() if k in final and final[k] != v)
@@ -436,7 +440,7 @@ def step_resume() -> None:
         and sorted(final) == sorted(want)
         and not changed
         and not lost
-        and max(progress, default=0) == 40
+        and max(progress, default=0) == TOTAL
         and bool(fin)
         and fin[-1].get("status") == "done"
         and "resume_restarted" not in warnings
@@ -445,7 +449,7 @@ def step_resume() -> None:
         and bool(loss)
     )
     STATE["lora"] = run / "comic-style.safetensors"
-    row("resume → 40 steps, checkpoints once", ok, rc=p.returncode, seconds=round(time.time() - t, 1),
+    row(f"resume → {TOTAL} steps, checkpoints once", ok, rc=p.returncode, seconds=round(time.time() - t, 1),
         files=sorted(final), changed_after_first_hash=changed, lost=lost, seen_then_renamed=renamed, last_step=max(progress, default=0),
         resumed_at=next((b for a, b in itertools.pairwise(progress) if b <= a), None),
         finished=fin[-1] if fin else None, warnings=warnings, report=report, tensorboard_files=tb_files,
@@ -637,11 +641,12 @@ def main() -> int:
         ("train flux-dev (2+4 blocks)", smoke_i14.step_small),
         ("train an imported GUI Flux preset (2+4 blocks)", smoke_i14.step_gui_import),
     )
+    flux_steps = tuple((n, f) for n, f in flux_steps if n not in SKIP)
     flux = threading.Thread(target=lambda: [guarded(n, f) for n, f in flux_steps], daemon=True)
     flux.start()
     loader: threading.Thread | None = None
     for name, fn in (
-        ("train comic-style, SIGINT after step 20", step_train_interrupt),
+        (f"train comic-style, SIGINT after step {HALF}", step_train_interrupt),
         ("resume", step_resume),
     ):
         note(f"step {name}")
