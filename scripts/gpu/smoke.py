@@ -613,12 +613,33 @@ def main_extra() -> int:
     return 0 if ROWS and all(r["pass"] for r in ROWS) else 1
 
 
+def main_mini() -> int:
+    """LK_SMOKE_PART=mini: what fits ~3 minutes of device time — doctor, dataset prepare, the
+    vram-checks with real NVML, and Flux end to end on the 2+4-block model (train + lora_flux
+    loader). Not the smoke: no SDXL training, interrupt, resume or kill -9."""
+    import smoke_i14
+
+    smoke_i14.start_small()
+    for name, fn in (
+        ("doctor", step_doctor),
+        ("dataset prepare", step_prepare),
+        ("vram-check", step_vram),
+        ("train flux-dev (2+4 blocks)", smoke_i14.step_small),
+    ):
+        note(f"step {name}")
+        guarded(name, fn)
+    save()
+    return 0 if ROWS and all(r["pass"] for r in ROWS) else 1
+
+
 def main() -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
     note(f"lorakit at {shutil.which('lorakit')} (part {PART})")
     if PART == "extra":
         return main_extra()
+    if PART == "mini":
+        return main_mini()
     import smoke_i14  # Flux (issue 14): a reduced-depth set, built from the start, trained beside
 
     smoke_i14.start_small()
