@@ -46,6 +46,10 @@ class Swap:
         """The blocks actually swapped for a request (sd-scripts' limit applied)."""
         return max(0, min(requested, self.max_blocks))
 
+    def steps(self) -> list[int]:
+        """The swap counts vram-check's suggestions and --fastest try: every 4 blocks, and the most."""
+        return sorted({*range(4, self.max_blocks + 1, 4), self.max_blocks})
+
 
 def uniform_swap(arch: Arch, *, keep: int = 2, conflicts: tuple[str, ...] = ()) -> Swap:
     """Swap for alike blocks: sd-scripts asserts ``blocks_to_swap <= depth - keep``."""

@@ -444,8 +444,7 @@ def _axes(s: TrainShape, facts: RunFacts) -> list[list[dict[str, Any]]]:
         axes.append([keep, {"fp8_base": True}])
     swap = families.get(s.family).swap
     if swap is not None:
-        top = swap.max_blocks
-        steps = sorted({n for n in (*range(4, top + 1, 4), top) if n > s.blocks_to_swap})
+        steps = [n for n in swap.steps() if n > s.blocks_to_swap]
         axes.append([keep, *({"blocks_to_swap": n} for n in steps)])
     if not s.cache_latents:
         axes.append([keep, {"cache_latents": True}])
@@ -546,7 +545,7 @@ def fastest(
     swaps = {0, current.blocks_to_swap}
     family_swap = families.get(current.family).swap
     if family_swap is not None:  # block swap is what fits Flux / SD 3.5 on small cards
-        swaps |= {*range(4, family_swap.max_blocks + 1, 4), family_swap.max_blocks}
+        swaps |= set(family_swap.steps())
     cache: dict[TrainShape, Estimate] = {}
 
     def est(s: TrainShape) -> Estimate:
